@@ -7,7 +7,7 @@ pub mod stage;
 pub mod table;
 
 use crate::error::{Error, Result};
-pub use policy::{Candidates, Context, Flink, Policy, Spark, View};
+pub use policy::{Candidates, Context, Flink, Policy, Smallpond, Spark, View};
 use stage::Stage;
 use table::{Live, Tasks};
 
@@ -106,6 +106,7 @@ impl Detector {
             Policy::Never => {}
             Policy::Spark(p) => p.validate()?,
             Policy::Flink(p) => p.validate()?,
+            Policy::Smallpond(p) => p.validate()?,
         }
         Ok(Detector {
             policy,
@@ -417,3 +418,6 @@ impl Detector {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::detector::{Candidates, Context, Detector, Flink, Policy, Spark, Times};
+use crate::detector::{Candidates, Context, Detector, Flink, Policy, Smallpond, Spark, Times};
 use crate::error::Error;
 
 type Floats<'py> = PyArrayLike1<'py, f64, AllowTypeChange>;
@@ -54,6 +54,12 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
             baseline_multiplier: field(policy, "baseline_multiplier")?,
             baseline_lower_bound: field(policy, "baseline_lower_bound")?,
             max_concurrent_executions: field(policy, "max_concurrent_executions")?,
+        })),
+        "smallpond" => Ok(Policy::Smallpond(Smallpond {
+            min_samples: field(policy, "min_samples")?,
+            probe_timeout: field(policy, "probe_timeout")?,
+            aggressive: field(policy, "aggressive")?,
+            max_retry_count: field(policy, "max_retry_count")?,
         })),
         other => Err(Error::value("policy", format!("of kind {other:?} is not supported")).into()),
     }

@@ -2,12 +2,14 @@
 //! names the attempts to copy now; none of them changes anything.
 
 pub mod flink;
+pub mod smallpond;
 pub mod spark;
 
 use super::stage::Stage;
 use super::table::{Live, Tasks};
 
 pub use flink::Flink;
+pub use smallpond::Smallpond;
 pub use spark::Spark;
 
 /// What the Detector decides with.
@@ -17,6 +19,7 @@ pub enum Policy {
     Never,
     Spark(Spark),
     Flink(Flink),
+    Smallpond(Smallpond),
 }
 
 /// The state a policy reads.
@@ -92,6 +95,7 @@ impl Policy {
             Policy::Never => Vec::new(),
             Policy::Spark(spark) => spark.picks(view, ctx),
             Policy::Flink(flink) => flink.picks(view, ctx),
+            Policy::Smallpond(smallpond) => smallpond.picks(view, ctx),
         };
         Candidates::from_picks(view.live, picks)
     }
