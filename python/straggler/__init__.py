@@ -6,5 +6,6 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
 from straggler._core import __version__
+from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "FlinkPolicy", "LatePolicy", "SmallpondPolicy", "SparkPolicy"]
