@@ -6,5 +6,14 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
 from straggler._core import Candidates, Detector, __version__
+from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
-__all__ = ["Candidates", "Detector", "__version__"]
+__all__ = [
+    "Candidates",
+    "Detector",
+    "FlinkPolicy",
+    "LatePolicy",
+    "SmallpondPolicy",
+    "SparkPolicy",
+    "__version__",
+]
