@@ -6,7 +6,7 @@ pub mod policy;
 pub mod stage;
 pub mod table;
 
-use crate::error::{Error, Result};
+use crate::error::{py_float, Error, Result};
 pub use policy::{Candidates, Context, Flink, Late, Policy, Smallpond, Spark, View};
 use stage::Stage;
 use table::{Live, Tasks};
@@ -45,7 +45,7 @@ fn finite_time(arg: &str, now: f64) -> Result<f64> {
     } else {
         Err(Error::value(
             arg,
-            format!("must be a finite time, got {now}"),
+            format!("must be a finite time, got {}", py_float(now)),
         ))
     }
 }
@@ -56,7 +56,7 @@ fn check_progress(progress: f64) -> Result<()> {
     } else {
         Err(Error::value(
             "progress",
-            format!("must be in [0, 1], got {progress}"),
+            format!("must be in [0, 1], got {}", py_float(progress)),
         ))
     }
 }
@@ -67,7 +67,7 @@ fn check_records(records: f64) -> Result<()> {
     } else {
         Err(Error::value(
             "records",
-            format!("must be a finite count >= 0, got {records}"),
+            format!("must be a finite count >= 0, got {}", py_float(records)),
         ))
     }
 }
