@@ -154,7 +154,7 @@ impl Spark {
         } else {
             f64::INFINITY
         };
-        view.live.record_rate[slot] < self.process_rate_multiplier * stage_rate
+        view.live.beat[slot].record_rate < self.process_rate_multiplier * stage_rate
     }
 }
 
