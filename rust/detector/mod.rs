@@ -366,7 +366,9 @@ impl Detector {
             return Err(Error::value(
                 "now",
                 format!(
-                    "{now} is earlier than attempt {attempt}'s last heartbeat or start at {last}"
+                    "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
+                    py_float(now),
+                    py_float(last)
                 ),
             ));
         }

@@ -151,3 +151,21 @@ fn finish_counts_only_the_first_success() {
     assert_eq!((stats.successes, stats.p50), (1, 1.0));
     assert!(det.start(0, 5.0, 0).is_err());
 }
+
+#[test]
+fn the_split_scan_finds_what_the_serial_scan_finds() {
+    let mut det = Detector::new(Policy::Never).unwrap();
+    let stage = det.add_stage(None, None).unwrap() as i64;
+    let n = 600_000;
+    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    let tasks: Vec<i64> = (first..first + n).collect();
+    let starts: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
+    det.start_many(&tasks, Times::Each(&starts), None).unwrap();
+    let cutoff = [990.5];
+    let split = policy::over_cutoff(&det.live, 1990.0, &cutoff, false);
+    let serial: Vec<usize> = (0..det.live.len())
+        .filter(|&slot| 1990.0 - det.live.start[slot] > 990.5)
+        .collect();
+    assert_eq!(split, serial);
+    assert!(!serial.is_empty());
+}

@@ -108,20 +108,59 @@ impl Policy {
 }
 
 /// Slots of the live attempts whose elapsed time passes their stage's cutoff: the one pass
-/// over every running attempt that a check makes. `inclusive` picks `>=` over `>`.
+/// over every running attempt that a check makes. `inclusive` picks `>=` over `>`. A large
+/// table is split across the machine's cores; the answer is the same, in slot order.
 pub fn over_cutoff(live: &Live, now: f64, cutoff: &[f64], inclusive: bool) -> Vec<usize> {
+    const PER_THREAD: usize = 1 << 18;
+    let n = live.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n / PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return over_cutoff_range(live, now, cutoff, inclusive, 0, n);
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..threads)
+            .map(|i| {
+                let (lo, hi) = (i * chunk, ((i + 1) * chunk).min(n));
+                scope.spawn(move || over_cutoff_range(live, now, cutoff, inclusive, lo, hi))
+            })
+            .collect();
+        let mut slots = Vec::new();
+        for part in parts {
+            // A scan of plain slices cannot panic; should a thread fail anyway, the serial
+            // scan gives the same answer.
+            match part.join() {
+                Ok(found) => slots.extend(found),
+                Err(_) => return over_cutoff_range(live, now, cutoff, inclusive, 0, n),
+            }
+        }
+        slots
+    })
+}
+
+fn over_cutoff_range(
+    live: &Live,
+    now: f64,
+    cutoff: &[f64],
+    inclusive: bool,
+    lo: usize,
+    hi: usize,
+) -> Vec<usize> {
     let mut slots = Vec::new();
-    let (start, stage) = (&live.start[..], &live.stage[..]);
+    let (start, stage) = (&live.start[lo..hi], &live.stage[lo..hi]);
     if inclusive {
-        for (slot, (&start, &stage)) in start.iter().zip(stage).enumerate() {
+        for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
             if now - start >= cutoff[stage as usize] {
-                slots.push(slot);
+                slots.push(lo + i);
             }
         }
     } else {
-        for (slot, (&start, &stage)) in start.iter().zip(stage).enumerate() {
+        for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
             if now - start > cutoff[stage as usize] {
-                slots.push(slot);
+                slots.push(lo + i);
             }
         }
     }
