@@ -5,6 +5,18 @@ speculation policies of Spark, Flink, smallpond and LATE run in a Rust core; a t
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
+from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
 from straggler._core import __version__
+from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
 
-__all__ = ["__version__"]
+__all__ = [
+    "AttemptCancelled",
+    "AttemptContext",
+    "AttemptEvent",
+    "ExecutorStats",
+    "SpeculativeExecutor",
+    "__version__",
+    "current_attempt",
+    "heartbeat",
+    "options",
+]
