@@ -6,13 +6,15 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
 from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
-from straggler._core import __version__
+from straggler._core import Candidates, Detector, __version__
 from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
 
 __all__ = [
     "AttemptCancelled",
     "AttemptContext",
     "AttemptEvent",
+    "Candidates",
+    "Detector",
     "ExecutorStats",
     "SpeculativeExecutor",
     "__version__",

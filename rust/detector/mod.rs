@@ -1,1 +1,423 @@
-//! The Detector: the attempt table and the policies that decide which attempts to copy.
+//! The Detector: the attempt table, the stage statistics and a policy. Every call that needs
+//! time takes `now` from the caller; nothing here reads a clock. A rejected call changes
+//! nothing: each method validates everything before it writes anything.
+
+pub mod policy;
+pub mod stage;
+pub mod table;
+
+use crate::error::{Error, Result};
+pub use policy::{Candidates, Context, Flink, Policy, Smallpond, Spark, View};
+use stage::Stage;
+use table::{Live, Tasks};
+
+/// `now` of a batch call: one time for every row, or one per row.
+#[derive(Debug, Clone, Copy)]
+pub enum Times<'a> {
+    One(f64),
+    Each(&'a [f64]),
+}
+
+impl Times<'_> {
+    #[inline]
+    fn at(&self, row: usize) -> f64 {
+        match self {
+            Times::One(t) => *t,
+            Times::Each(ts) => ts[row],
+        }
+    }
+
+    fn check_len(&self, rows: usize) -> Result<()> {
+        match self {
+            Times::Each(ts) if ts.len() != rows => Err(length_error("now", ts.len(), rows)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn length_error(arg: &str, got: usize, rows: usize) -> Error {
+    Error::value(arg, format!("has {got} rows, expected {rows}"))
+}
+
+fn finite_time(arg: &str, now: f64) -> Result<f64> {
+    if now.is_finite() {
+        Ok(now)
+    } else {
+        Err(Error::value(
+            arg,
+            format!("must be a finite time, got {now}"),
+        ))
+    }
+}
+
+fn check_progress(progress: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&progress) {
+        Ok(())
+    } else {
+        Err(Error::value(
+            "progress",
+            format!("must be in [0, 1], got {progress}"),
+        ))
+    }
+}
+
+fn check_records(records: f64) -> Result<()> {
+    if records.is_finite() && records >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::value(
+            "records",
+            format!("must be a finite count >= 0, got {records}"),
+        ))
+    }
+}
+
+fn node_id(node: i64) -> Result<u32> {
+    u32::try_from(node)
+        .ok()
+        .filter(|n| *n != u32::MAX)
+        .ok_or_else(|| Error::value("node", format!("must be in [0, 2**32 - 1), got {node}")))
+}
+
+/// Read-only numbers of one stage, for schedulers and reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageStats {
+    pub name: String,
+    pub num_tasks: Option<u64>,
+    pub tasks: u64,
+    pub successes: u64,
+    pub running: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Detector {
+    policy: Policy,
+    stages: Vec<Stage>,
+    tasks: Tasks,
+    live: Live,
+}
+
+impl Detector {
+    pub fn new(policy: Policy) -> Result<Detector> {
+        match &policy {
+            Policy::Never => {}
+            Policy::Spark(p) => p.validate()?,
+            Policy::Flink(p) => p.validate()?,
+            Policy::Smallpond(p) => p.validate()?,
+        }
+        Ok(Detector {
+            policy,
+            stages: Vec::new(),
+            tasks: Tasks::default(),
+            live: Live::default(),
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn stage_index(&self, stage: i64) -> Result<usize> {
+        if stage >= 0 && (stage as u64) < self.stages.len() as u64 {
+            Ok(stage as usize)
+        } else {
+            Err(Error::key("stage", stage))
+        }
+    }
+
+    pub fn add_stage(&mut self, num_tasks: Option<i64>, name: Option<String>) -> Result<u32> {
+        let declared = match num_tasks {
+            None => None,
+            Some(n) if n >= 1 => Some(n as u64),
+            Some(n) => {
+                return Err(Error::value(
+                    "num_tasks",
+                    format!("must be at least 1, got {n}"),
+                ))
+            }
+        };
+        if self.stages.len() >= u32::MAX as usize {
+            return Err(Error::value("stage", "ids are exhausted"));
+        }
+        let id = self.stages.len();
+        let name = name.unwrap_or_else(|| format!("stage-{id}"));
+        self.stages.push(Stage::new(declared, name)?);
+        Ok(id as u32)
+    }
+
+    pub fn add_task(&mut self, stage: i64, input_bytes: i64, speculatable: bool) -> Result<u32> {
+        let first = self.add_tasks(stage, 1, Some(&[input_bytes]), speculatable)?;
+        Ok(first)
+    }
+
+    /// Adds `n` tasks to a stage and returns the first id (the ids are consecutive).
+    /// `input_bytes`: one value per task, or `None` for unknown.
+    pub fn add_tasks(
+        &mut self,
+        stage: i64,
+        n: i64,
+        input_bytes: Option<&[i64]>,
+        speculatable: bool,
+    ) -> Result<u32> {
+        let s = self.stage_index(stage)?;
+        if n < 0 {
+            return Err(Error::value("n", format!("must be >= 0, got {n}")));
+        }
+        if let Some(bytes) = input_bytes {
+            if bytes.len() as u64 != n as u64 {
+                return Err(length_error("input_bytes", bytes.len(), n as usize));
+            }
+        }
+        self.stages[s].check_room(s, n as u64)?;
+        if self.tasks.len() as u64 + n as u64 >= u32::MAX as u64 {
+            return Err(Error::value(
+                "n",
+                format!("{n} more tasks exhaust the task ids"),
+            ));
+        }
+        let first = self.tasks.len() as u32;
+        for i in 0..n as usize {
+            // Any negative count means unknown, like Flink's NUM_BYTES_UNKNOWN (-1).
+            let bytes = input_bytes.map_or(-1, |b| b[i].max(-1));
+            self.tasks.push(s as u32, bytes, speculatable);
+            self.stages[s].add_task(bytes);
+        }
+        Ok(first)
+    }
+
+    pub fn num_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn num_running(&self) -> usize {
+        self.live.len()
+    }
+
+    fn startable(&self, task: i64) -> Result<usize> {
+        let t = self.tasks.index(task)?;
+        if self.tasks.is_done(t) {
+            return Err(Error::value(
+                "task",
+                format!("{task} has already succeeded"),
+            ));
+        }
+        Ok(t)
+    }
+
+    pub fn start(&mut self, task: i64, now: f64, node: i64) -> Result<u32> {
+        let first = self.start_many(&[task], Times::One(now), Some(&[node]))?;
+        Ok(first)
+    }
+
+    /// Starts one attempt per row; returns the first attempt id (the ids are consecutive).
+    pub fn start_many(
+        &mut self,
+        tasks: &[i64],
+        now: Times<'_>,
+        nodes: Option<&[i64]>,
+    ) -> Result<u32> {
+        let rows = tasks.len();
+        now.check_len(rows)?;
+        if let Some(nodes) = nodes {
+            if nodes.len() != rows {
+                return Err(length_error("nodes", nodes.len(), rows));
+            }
+        }
+        for (row, &task) in tasks.iter().enumerate() {
+            self.startable(task)?;
+            finite_time("now", now.at(row))?;
+            if let Some(nodes) = nodes {
+                node_id(nodes[row])?;
+            }
+        }
+        let first = self.live.next_ids(rows)?;
+        for (row, &task) in tasks.iter().enumerate() {
+            let t = task as usize;
+            let node = nodes.map_or(0, |n| n[row] as u32);
+            let speculative = self.tasks.running[t] > 0;
+            let stage = self.tasks.stage[t];
+            let id = self
+                .live
+                .push(t as u32, stage, node, now.at(row), speculative);
+            self.tasks.running[t] += 1;
+            self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
+            self.tasks.newest[t] = id;
+            self.stages[stage as usize].running += 1;
+        }
+        Ok(first)
+    }
+
+    /// Records heartbeats; rows apply in order, so a later row of the same attempt must not
+    /// go back in time. `progress` and `records` are per row when given.
+    pub fn heartbeat_many(
+        &mut self,
+        attempts: &[i64],
+        now: Times<'_>,
+        progress: Option<&[f64]>,
+        records: Option<&[f64]>,
+    ) -> Result<()> {
+        let rows = attempts.len();
+        now.check_len(rows)?;
+        if let Some(p) = progress {
+            if p.len() != rows {
+                return Err(length_error("progress", p.len(), rows));
+            }
+        }
+        if let Some(r) = records {
+            if r.len() != rows {
+                return Err(length_error("records", r.len(), rows));
+            }
+        }
+        // Pass 1 validates every row and advances the heartbeat times, logging the old ones
+        // so that a bad row anywhere undoes the whole batch.
+        let mut undo: Vec<(u32, f64)> = Vec::with_capacity(rows);
+        let result = (|| -> Result<()> {
+            for (row, &attempt) in attempts.iter().enumerate() {
+                let slot = self.live.slot(attempt)?;
+                let t = finite_time("now", now.at(row))?;
+                let last = self.live.beat[slot];
+                if t < last {
+                    return Err(Error::value(
+                        "now",
+                        format!("{t} is earlier than attempt {attempt}'s last heartbeat or start at {last}"),
+                    ));
+                }
+                if let Some(p) = progress {
+                    check_progress(p[row])?;
+                }
+                if let Some(r) = records {
+                    check_records(r[row])?;
+                }
+                undo.push((slot as u32, last));
+                self.live.beat[slot] = t;
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            for &(slot, last) in undo.iter().rev() {
+                self.live.beat[slot as usize] = last;
+            }
+            return Err(err);
+        }
+        // Pass 2 cannot fail.
+        if let Some(p) = progress {
+            for (row, &(slot, _)) in undo.iter().enumerate() {
+                self.live.progress[slot as usize] = p[row];
+            }
+        }
+        if let Some(r) = records {
+            for (row, &(slot, _)) in undo.iter().enumerate() {
+                self.live.records[slot as usize] = r[row];
+                self.live.records_at[slot as usize] = now.at(row);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        attempt: i64,
+        now: f64,
+        progress: Option<f64>,
+        records: Option<f64>,
+    ) -> Result<()> {
+        let p = progress.map(|p| [p]);
+        let r = records.map(|r| [r]);
+        self.heartbeat_many(
+            &[attempt],
+            Times::One(now),
+            p.as_ref().map(|p| &p[..]),
+            r.as_ref().map(|r| &r[..]),
+        )
+    }
+
+    /// Ends an attempt. Returns true iff this is its task's first success, whose duration
+    /// then enters the stage's statistics.
+    pub fn finish(
+        &mut self,
+        attempt: i64,
+        now: f64,
+        ok: bool,
+        records: Option<f64>,
+    ) -> Result<bool> {
+        let slot = self.live.slot(attempt)?;
+        let now = finite_time("now", now)?;
+        let last = self.live.beat[slot];
+        if now < last {
+            return Err(Error::value(
+                "now",
+                format!(
+                    "{now} is earlier than attempt {attempt}'s last heartbeat or start at {last}"
+                ),
+            ));
+        }
+        if let Some(r) = records {
+            check_records(r)?;
+        }
+        let task = self.live.task[slot] as usize;
+        let stage = self.live.stage[slot] as usize;
+        let duration = now - self.live.start[slot];
+        self.live.remove(slot);
+        self.tasks.running[task] -= 1;
+        self.stages[stage].running -= 1;
+        let first_success = ok && !self.tasks.is_done(task);
+        if first_success {
+            self.tasks.set_done(task);
+            self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+        }
+        Ok(first_success)
+    }
+
+    /// Which running attempts to copy now. Changes nothing.
+    pub fn check(&self, ctx: Context) -> Result<Candidates> {
+        finite_time("now", ctx.now)?;
+        let view = View {
+            tasks: &self.tasks,
+            live: &self.live,
+            stages: &self.stages,
+        };
+        Ok(self.policy.check(&view, ctx))
+    }
+
+    pub fn task_done(&self, task: i64) -> Result<bool> {
+        Ok(self.tasks.is_done(self.tasks.index(task)?))
+    }
+
+    pub fn running(&self, task: i64) -> Result<u32> {
+        Ok(self.tasks.running[self.tasks.index(task)?])
+    }
+
+    pub fn stage_stats(&self, stage: i64) -> Result<StageStats> {
+        let s = &self.stages[self.stage_index(stage)?];
+        let q = |q: f64| {
+            s.durations
+                .quantile(q, crate::sketch::Method::Linear)
+                .unwrap_or(f64::NAN)
+        };
+        Ok(StageStats {
+            name: s.name.clone(),
+            num_tasks: s.declared,
+            tasks: s.tasks,
+            successes: s.successes,
+            running: s.running,
+            p50: q(0.5),
+            p95: q(0.95),
+            p99: q(0.99),
+        })
+    }
+
+    /// Bytes held: the live table, the task table and every stage's statistics.
+    pub fn memory_bytes(&self) -> (usize, usize, usize) {
+        (
+            self.live.memory_bytes(),
+            self.tasks.memory_bytes(),
+            self.stages.iter().map(Stage::memory_bytes).sum(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -32,7 +32,10 @@ pub struct QuantileSketch {
 
 impl QuantileSketch {
     pub fn new(_relative_accuracy: f64, _max_bins: usize, _exact_limit: usize) -> Result<Self> {
-        Ok(QuantileSketch { values: Vec::new(), sum: 0.0 })
+        Ok(QuantileSketch {
+            values: Vec::new(),
+            sum: 0.0,
+        })
     }
     pub fn add(&mut self, x: f64) -> Result<()> {
         if !x.is_finite() {
@@ -70,7 +73,11 @@ impl QuantileSketch {
                     self.values[n - 1]
                 } else {
                     let (a, b, t) = (self.values[lo], self.values[lo + 1], v - lo as f64);
-                    if t >= 0.5 { b - (b - a) * (1.0 - t) } else { a + (b - a) * t }
+                    if t >= 0.5 {
+                        b - (b - a) * (1.0 - t)
+                    } else {
+                        a + (b - a) * t
+                    }
                 }
             }
         })

@@ -1,0 +1,135 @@
+//! A stage's statistics: bounded whatever its task count (two quantile sketches and a few
+//! totals), fed by the first successful attempt of each task.
+
+use crate::error::{Error, Result};
+use crate::sketch::QuantileSketch;
+
+// Settings of the per-stage sketches: exact up to 1024 successes, 1 % relative error after.
+const RELATIVE_ACCURACY: f64 = 0.01;
+const MAX_BINS: usize = 2048;
+const EXACT_LIMIT: usize = 1024;
+
+/// Java's `Double.MIN_VALUE`: Flink divides by `max(bytes, MIN_VALUE)`, so a task with zero
+/// input bytes and a positive time is infinitely slow, and one with zero time is not slow.
+pub const MIN_BYTES: f64 = 5e-324;
+
+/// Flink's normalised time: time per input byte.
+pub fn per_byte(time: f64, input_bytes: i64) -> f64 {
+    time / (input_bytes as f64).max(MIN_BYTES)
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    /// Declared task count; `None` for an open-ended stage.
+    pub declared: Option<u64>,
+    /// Tasks added so far.
+    pub tasks: u64,
+    /// Tasks added whose input bytes are unknown.
+    pub unknown_bytes: u64,
+    /// Smallest known input byte count of its tasks (a prefilter bound for Flink's check).
+    pub min_bytes: i64,
+    pub successes: u64,
+    pub running: u64,
+    /// Durations of first successes.
+    pub durations: QuantileSketch,
+    /// Durations per input byte of first successes with known bytes (finite ones).
+    pub per_byte: QuantileSketch,
+    /// First successes whose time per byte is infinite (zero bytes, positive time).
+    pub per_byte_infinite: u64,
+    /// Records and seconds summed over first successes that reported records (Spark's
+    /// efficiency test).
+    pub records: f64,
+    pub record_seconds: f64,
+}
+
+impl Stage {
+    pub fn new(declared: Option<u64>, name: String) -> Result<Stage> {
+        if declared == Some(0) {
+            return Err(Error::value("num_tasks", "must be at least 1, got 0"));
+        }
+        let sketch = QuantileSketch::new(RELATIVE_ACCURACY, MAX_BINS, EXACT_LIMIT)?;
+        Ok(Stage {
+            name,
+            declared,
+            tasks: 0,
+            unknown_bytes: 0,
+            min_bytes: i64::MAX,
+            successes: 0,
+            running: 0,
+            durations: sketch.clone(),
+            per_byte: sketch,
+            per_byte_infinite: 0,
+            records: 0.0,
+            record_seconds: 0.0,
+        })
+    }
+
+    /// Declared task count, else the tasks added so far.
+    pub fn num_tasks(&self) -> u64 {
+        self.declared.unwrap_or(self.tasks)
+    }
+
+    /// Room for `n` more tasks, or a `ValueError`.
+    pub fn check_room(&self, stage: usize, n: u64) -> Result<()> {
+        match self.declared {
+            Some(declared) if self.tasks + n > declared => Err(Error::value(
+                "stage",
+                format!(
+                    "{stage} was declared with num_tasks={declared} and has {} tasks; cannot add {n} more",
+                    self.tasks
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn add_task(&mut self, input_bytes: i64) {
+        self.tasks += 1;
+        if input_bytes < 0 {
+            self.unknown_bytes += 1;
+        } else {
+            self.min_bytes = self.min_bytes.min(input_bytes);
+        }
+    }
+
+    /// Whether Flink compares time per byte (every task's bytes known) or raw time.
+    pub fn normalised(&self) -> bool {
+        self.unknown_bytes == 0 && self.tasks > 0
+    }
+
+    /// Records a task's first success.
+    pub fn add_success(&mut self, duration: f64, input_bytes: i64, records: Option<f64>) {
+        self.successes += 1;
+        // `duration` is finite and >= 0: the Detector validated both ends of it.
+        let _ = self.durations.add(duration);
+        if input_bytes >= 0 {
+            let normalised = per_byte(duration, input_bytes);
+            if normalised.is_finite() {
+                let _ = self.per_byte.add(normalised);
+            } else {
+                self.per_byte_infinite += 1;
+            }
+        }
+        if let Some(records) = records {
+            self.records += records;
+            self.record_seconds += duration;
+        }
+    }
+
+    /// The `rank`-th smallest time per byte of the first successes (infinite ones last).
+    pub fn per_byte_at_rank(&self, rank: u64) -> f64 {
+        if rank < self.per_byte.count() {
+            self.per_byte.value_at_rank(rank)
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Stage>()
+            + self.name.capacity()
+            + self.durations.memory_bytes()
+            + self.per_byte.memory_bytes()
+    }
+}

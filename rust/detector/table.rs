@@ -1,0 +1,219 @@
+//! The attempt table: tasks (every task ever added, a few bytes each) and the live attempts
+//! (struct of arrays, one row per running attempt, swap-removed when it ends).
+
+use crate::error::{Error, Result};
+
+/// Marks an attempt id whose attempt has ended (it has no row in the live table).
+pub const ENDED: u32 = u32::MAX;
+
+const DONE: u8 = 1;
+const SPECULATABLE: u8 = 2;
+
+/// One entry per task, dense ids from 0.
+#[derive(Debug, Default, Clone)]
+pub struct Tasks {
+    pub stage: Vec<u32>,
+    /// Input bytes; negative means unknown.
+    pub input_bytes: Vec<i64>,
+    /// Attempts of the task running now.
+    pub running: Vec<u32>,
+    /// Attempts of the task started so far (retry count = started − 1).
+    pub started: Vec<u32>,
+    /// Id of the newest attempt (meaningful once `started > 0`).
+    pub newest: Vec<u32>,
+    flags: Vec<u8>,
+}
+
+impl Tasks {
+    pub fn len(&self) -> usize {
+        self.stage.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stage.is_empty()
+    }
+
+    pub fn push(&mut self, stage: u32, input_bytes: i64, speculatable: bool) -> u32 {
+        let id = self.stage.len() as u32;
+        self.stage.push(stage);
+        self.input_bytes.push(input_bytes);
+        self.running.push(0);
+        self.started.push(0);
+        self.newest.push(ENDED);
+        self.flags.push(if speculatable { SPECULATABLE } else { 0 });
+        id
+    }
+
+    /// The task's index, or `KeyError` for an id that was never handed out.
+    pub fn index(&self, task: i64) -> Result<usize> {
+        if task >= 0 && (task as u64) < self.len() as u64 {
+            Ok(task as usize)
+        } else {
+            Err(Error::key("task", task))
+        }
+    }
+
+    pub fn is_done(&self, task: usize) -> bool {
+        self.flags[task] & DONE != 0
+    }
+
+    pub fn set_done(&mut self, task: usize) {
+        self.flags[task] |= DONE;
+    }
+
+    pub fn is_speculatable(&self, task: usize) -> bool {
+        self.flags[task] & SPECULATABLE != 0
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.stage.capacity() * 4
+            + self.input_bytes.capacity() * 8
+            + self.running.capacity() * 4
+            + self.started.capacity() * 4
+            + self.newest.capacity() * 4
+            + self.flags.capacity()
+    }
+}
+
+/// The running attempts, one row (a "slot") each. `slot_of[attempt]` finds the row of an
+/// attempt id; an ended attempt keeps only that 4-byte entry, set to `ENDED`.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    pub attempt: Vec<u32>,
+    pub task: Vec<u32>,
+    pub stage: Vec<u32>,
+    pub node: Vec<u32>,
+    pub start: Vec<f64>,
+    /// Time of the latest heartbeat (the start until the first one).
+    pub beat: Vec<f64>,
+    /// Latest reported progress in [0, 1]; NaN until one is reported.
+    pub progress: Vec<f64>,
+    /// Latest reported record count; NaN until one is reported.
+    pub records: Vec<f64>,
+    /// Time of the latest heartbeat that carried `records`.
+    pub records_at: Vec<f64>,
+    /// Whether another attempt of the task was running when this one started.
+    pub speculative: Vec<bool>,
+    pub slot_of: Vec<u32>,
+}
+
+impl Live {
+    pub fn len(&self) -> usize {
+        self.attempt.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attempt.is_empty()
+    }
+
+    /// The row of a running attempt: `KeyError` for an id never handed out, `ValueError` for
+    /// one that has ended.
+    pub fn slot(&self, attempt: i64) -> Result<usize> {
+        if attempt < 0 || attempt as u64 >= self.slot_of.len() as u64 {
+            return Err(Error::key("attempt", attempt));
+        }
+        match self.slot_of[attempt as usize] {
+            ENDED => Err(Error::value(
+                "attempt",
+                format!("{attempt} has already finished"),
+            )),
+            slot => Ok(slot as usize),
+        }
+    }
+
+    /// The first of `count` new attempt ids, or an error once the id space would run out.
+    pub fn next_ids(&self, count: usize) -> Result<u32> {
+        let first = self.slot_of.len() as u64;
+        if first + count as u64 >= ENDED as u64 {
+            return Err(Error::value(
+                "attempt",
+                format!("ids are exhausted ({first} attempts started)"),
+            ));
+        }
+        Ok(first as u32)
+    }
+
+    pub fn push(&mut self, task: u32, stage: u32, node: u32, start: f64, speculative: bool) -> u32 {
+        let id = self.slot_of.len() as u32;
+        self.slot_of.push(self.attempt.len() as u32);
+        self.attempt.push(id);
+        self.task.push(task);
+        self.stage.push(stage);
+        self.node.push(node);
+        self.start.push(start);
+        self.beat.push(start);
+        self.progress.push(f64::NAN);
+        self.records.push(f64::NAN);
+        self.records_at.push(start);
+        self.speculative.push(speculative);
+        id
+    }
+
+    /// Ends the attempt in `slot`: the last row moves into its place.
+    pub fn remove(&mut self, slot: usize) {
+        let ended = self.attempt[slot] as usize;
+        self.attempt.swap_remove(slot);
+        self.task.swap_remove(slot);
+        self.stage.swap_remove(slot);
+        self.node.swap_remove(slot);
+        self.start.swap_remove(slot);
+        self.beat.swap_remove(slot);
+        self.progress.swap_remove(slot);
+        self.records.swap_remove(slot);
+        self.records_at.swap_remove(slot);
+        self.speculative.swap_remove(slot);
+        self.slot_of[ended] = ENDED;
+        if slot < self.attempt.len() {
+            let moved = self.attempt[slot] as usize;
+            self.slot_of[moved] = slot as u32;
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.attempt.capacity() * 4
+            + self.task.capacity() * 4
+            + self.stage.capacity() * 4
+            + self.node.capacity() * 4
+            + (self.start.capacity()
+                + self.beat.capacity()
+                + self.progress.capacity()
+                + self.records.capacity()
+                + self.records_at.capacity())
+                * 8
+            + self.speculative.capacity()
+            + self.slot_of.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_moves_the_last_row_and_keeps_the_index() {
+        let mut live = Live::default();
+        let a = live.push(0, 0, 0, 1.0, false);
+        let b = live.push(1, 0, 0, 2.0, false);
+        let c = live.push(2, 0, 0, 3.0, false);
+        live.remove(live.slot(a as i64).unwrap());
+        assert_eq!(live.len(), 2);
+        assert_eq!(live.start[live.slot(c as i64).unwrap()], 3.0);
+        assert_eq!(live.start[live.slot(b as i64).unwrap()], 2.0);
+        assert!(matches!(live.slot(a as i64), Err(Error::Value(_))));
+        assert!(matches!(live.slot(7), Err(Error::Key { .. })));
+        assert!(matches!(live.slot(-1), Err(Error::Key { .. })));
+        live.remove(live.slot(c as i64).unwrap());
+        live.remove(live.slot(b as i64).unwrap());
+        assert!(live.is_empty());
+    }
+
+    #[test]
+    fn task_flags() {
+        let mut tasks = Tasks::default();
+        let t = tasks.push(0, -1, false) as usize;
+        assert!(!tasks.is_speculatable(t) && !tasks.is_done(t));
+        tasks.set_done(t);
+        assert!(tasks.is_done(t));
+        assert!(tasks.index(1).is_err() && tasks.index(-3).is_err() && tasks.index(0).is_ok());
+    }
+}

@@ -1,0 +1,153 @@
+//! Scenario tests of the Detector in plain Rust (the Python suite holds it to a reference
+//! model as well).
+
+use super::*;
+use crate::error::Error;
+
+fn stage_of(det: &mut Detector, n: i64) -> (i64, Vec<i64>) {
+    let stage = det.add_stage(Some(n), None).unwrap() as i64;
+    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    (stage, (first..first + n).collect())
+}
+
+fn ctx(now: f64) -> Context {
+    Context {
+        now,
+        pending: 0,
+        slots: None,
+    }
+}
+
+#[test]
+fn spark_waits_for_the_quantile_then_uses_the_upper_median() {
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (_, tasks) = stage_of(&mut det, 4);
+    let first = det.start_many(&tasks, Times::One(0.0), None).unwrap() as i64;
+    det.finish(first, 1.0, true, None).unwrap();
+    det.finish(first + 1, 2.0, true, None).unwrap();
+    // 2 of 4 done: floor(0.75 × 4) = 3 needed.
+    assert!(det.check(ctx(100.0)).unwrap().is_empty());
+    det.finish(first + 2, 3.0, true, None).unwrap();
+    // Median of [1, 2, 3] is 2; threshold 3, strictly exceeded only after 3 s.
+    assert!(det.check(ctx(3.0)).unwrap().is_empty());
+    let c = det.check(ctx(3.5)).unwrap();
+    assert_eq!((c.task.clone(), c.threshold.clone()), (vec![3], vec![3.0]));
+}
+
+#[test]
+fn spark_never_copies_a_task_with_two_running_attempts() {
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (_, tasks) = stage_of(&mut det, 2);
+    let a = det.start_many(&tasks, Times::One(0.0), None).unwrap() as i64;
+    det.finish(a, 1.0, true, None).unwrap();
+    assert_eq!(det.check(ctx(2.0)).unwrap().task, vec![1]);
+    det.start(1, 2.0, 1).unwrap();
+    assert!(det.check(ctx(9.0)).unwrap().is_empty());
+}
+
+#[test]
+fn flink_compares_time_per_byte_and_reports_the_slowest_attempt_once() {
+    let policy = Flink {
+        baseline_lower_bound: 0.0,
+        max_concurrent_executions: 3,
+        ..Flink::default()
+    };
+    let mut det = Detector::new(Policy::Flink(policy)).unwrap();
+    let stage = det.add_stage(Some(4), None).unwrap() as i64;
+    det.add_tasks(stage, 4, Some(&[100, 100, 100, 1000]), true)
+        .unwrap();
+    let a = det
+        .start_many(&[0, 1, 2, 3], Times::One(0.0), None)
+        .unwrap() as i64;
+    for i in 0..3 {
+        det.finish(a + i, 1.0, true, None).unwrap();
+    }
+    // Baseline: 1.5 × 0.01 s/byte; task 3 has 1000 bytes, so 15 s.
+    assert!(det.check(ctx(14.9)).unwrap().is_empty());
+    let late = det.start(3, 5.0, 1).unwrap();
+    let c = det.check(ctx(15.0)).unwrap();
+    assert_eq!(
+        (c.task.clone(), c.attempt.clone()),
+        (vec![3], vec![(a + 3) as u32])
+    );
+    assert_eq!(c.threshold, vec![15.0]);
+    assert_ne!(c.attempt[0], late);
+}
+
+#[test]
+fn smallpond_backs_off_with_each_retry_when_the_queue_is_long() {
+    let policy = Smallpond {
+        min_samples: 3,
+        probe_timeout: 1.0,
+        ..Smallpond::default()
+    };
+    let mut det = Detector::new(Policy::Smallpond(policy)).unwrap();
+    let (_, tasks) = stage_of(&mut det, 4);
+    let a = det.start_many(&tasks, Times::One(0.0), None).unwrap() as i64;
+    for i in 0..3 {
+        det.finish(a + i, 1.0, true, None).unwrap();
+    }
+    let long = Context {
+        now: 3.0,
+        pending: 5,
+        slots: Some(2),
+    };
+    // p50 = 1, spread 0 → T = 1; × (2 + 0) = 2: elapsed − p50 = 2 ≥ 2.
+    assert_eq!(det.check(long).unwrap().task, vec![3]);
+    det.start(3, 3.0, 1).unwrap();
+    // Now only the newest attempt counts, with retry count 1: × 3.
+    let later = Context { now: 6.9, ..long };
+    assert!(det.check(later).unwrap().is_empty());
+    let later = Context { now: 7.0, ..long };
+    assert_eq!(det.check(later).unwrap().attempt, vec![4]);
+}
+
+#[test]
+fn a_rejected_batch_changes_nothing() {
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (_, tasks) = stage_of(&mut det, 3);
+    det.start_many(&tasks, Times::One(0.0), None).unwrap();
+    det.heartbeat_many(&[0, 1], Times::One(1.0), Some(&[0.5, 0.5]), None)
+        .unwrap();
+    let before = format!("{:?}", det.live);
+    let err = det
+        .heartbeat_many(
+            &[0, 1, 2],
+            Times::Each(&[2.0, 2.0, 2.0]),
+            Some(&[0.6, 0.7, 1.5]),
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Value(ref m) if m.starts_with("progress")));
+    let err = det
+        .heartbeat_many(&[0, 0], Times::Each(&[3.0, 2.5]), None, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Value(ref m) if m.starts_with("now")));
+    assert!(matches!(
+        det.heartbeat_many(&[0, 9], Times::One(3.0), None, None),
+        Err(Error::Key {
+            kind: "attempt",
+            id: 9
+        })
+    ));
+    assert_eq!(before, format!("{:?}", det.live));
+    assert!(det.start_many(&[0, 7], Times::One(1.0), None).is_err());
+    assert_eq!(det.num_running(), 3);
+}
+
+#[test]
+fn finish_counts_only_the_first_success() {
+    let mut det = Detector::new(Policy::Never).unwrap();
+    let (stage, _) = stage_of(&mut det, 1);
+    let a = det.start(0, 0.0, 0).unwrap() as i64;
+    let b = det.start(0, 1.0, 1).unwrap() as i64;
+    assert!(det.finish(b, 2.0, true, None).unwrap());
+    assert!(!det.finish(a, 3.0, true, None).unwrap());
+    assert!(matches!(
+        det.finish(a, 4.0, true, None),
+        Err(Error::Value(_))
+    ));
+    let stats = det.stage_stats(stage).unwrap();
+    assert_eq!((stats.successes, stats.p50), (1, 1.0));
+    assert!(det.start(0, 5.0, 0).is_err());
+}
