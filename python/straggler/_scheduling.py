@@ -149,6 +149,8 @@ def plan_copies(check: Any, *, policy: Any, situation: Situation) -> Plan:
     for i, task in enumerate(tasks):
         task = int(task)
         wanted = limit - s.attempts.get(task, 0)
+        if kind != "flink":
+            wanted = min(wanted, 1)  # only Flink starts all the missing attempts at once
         for _ in range(max(wanted, 0)):
             if budget <= 0:
                 break

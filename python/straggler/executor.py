@@ -584,11 +584,11 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     # --- the scheduler thread ---------------------------------------------------------------
 
     def _schedule_loop(self) -> None:
-        detector = None
-        if self._policy is not None:
-            import straggler
+        from straggler._core import Detector
 
-            detector = straggler.Detector(policy=self._policy)
+        # policy=None still feeds a Detector (one that never speculates): the baseline pays
+        # for the same machinery as the speculative runs it is compared with.
+        detector = Detector(policy=self._policy)
         feed = _DetectorFeed(detector)
         try:
             while True:
@@ -603,7 +603,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 feed.drain(self._inbox)
                 if finished:
                     break
-                if detector is not None and feed.running:
+                if feed.running:
                     self._check(detector, feed)
         except BaseException:  # pragma: no cover - a bug here must not pass silently
             logger.exception("straggler scheduler stopped; no more speculative copies")
@@ -619,7 +619,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         with self._lock:
             pending = self._pending
         answer = detector.check(now, pending=pending, slots=self._slots)
-        if len(answer.task) == 0:
+        if len(answer.task) == 0 or self._policy is None:
             return
         with self._lock:
             attempts = {}
@@ -671,8 +671,6 @@ class _DetectorFeed:
                 kind, item = inbox.popleft()
             except IndexError:
                 return
-            if detector is None:
-                continue
             if kind == "start":
                 attempt = item
                 attempt.detector_id = detector.start(attempt.task.det_id, attempt.start, node=attempt.node)
@@ -719,5 +717,5 @@ class _DetectorFeed:
                 np.asarray(ids, dtype=np.int64),
                 np.asarray(times, dtype=np.float64),
                 progress=np.asarray(progress, dtype=np.float64) if has_progress else None,
-                records=np.asarray(records, dtype=np.int64) if has_records else None,
+                records=np.asarray(records, dtype=np.float64) if has_records else None,
             )
