@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from straggler._context import AttemptCancelled, AttemptContext, TaskOptions, _enter, _leave, _Live, _WithOptions
 from straggler._scheduling import Situation, plan_copies
+from straggler.policies import SparkPolicy
 
 __all__ = ["AttemptEvent", "ExecutorStats", "SpeculativeExecutor"]
 
@@ -137,18 +138,6 @@ def _call_in_attempt(fn: Callable[..., Any], context: AttemptContext, args: tupl
         _leave(previous)
 
 
-def _default_policy() -> Any:
-    import straggler
-
-    spark = getattr(straggler, "SparkPolicy", None)
-    if spark is None:  # pragma: no cover - only before the policies exist
-        raise ValueError("policy: SparkPolicy is not available; pass policy=None or a policy object")
-    return spark()
-
-
-_UNSET: Any = object()
-
-
 class SpeculativeExecutor(concurrent.futures.Executor):
     """Run tasks on ``executor`` (a private ``ThreadPoolExecutor(max_workers)`` by default) and
     start speculative copies of the slow ones, as ``policy`` decides.
@@ -164,7 +153,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         executor: Optional[concurrent.futures.Executor] = None,
         *,
         max_workers: Optional[int] = None,
-        policy: Any = _UNSET,
+        policy: Any = SparkPolicy(),
         interval: Optional[float] = None,
         max_failures: int = 4,
         clock: Callable[[], float] = time.monotonic,
@@ -176,8 +165,6 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 raise TypeError(f"max_workers must be an int or None, got {max_workers!r}")
             if max_workers < 1:
                 raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
-        if policy is _UNSET:
-            policy = _default_policy()
         if policy is not None and getattr(policy, "kind", None) not in _KINDS:
             raise TypeError(f"policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy or None, got {policy!r}")
         if interval is None:

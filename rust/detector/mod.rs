@@ -7,7 +7,7 @@ pub mod stage;
 pub mod table;
 
 use crate::error::{Error, Result};
-pub use policy::{Candidates, Context, Flink, Policy, Smallpond, Spark, View};
+pub use policy::{Candidates, Context, Flink, Late, Policy, Smallpond, Spark, View};
 use stage::Stage;
 use table::{Live, Tasks};
 
@@ -82,7 +82,7 @@ fn node_id(node: i64) -> Result<u32> {
 /// Read-only numbers of one stage, for schedulers and reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageStats {
-    pub name: String,
+    pub name: Option<String>,
     pub num_tasks: Option<u64>,
     pub tasks: u64,
     pub successes: u64,
@@ -98,6 +98,8 @@ pub struct Detector {
     stages: Vec<Stage>,
     tasks: Tasks,
     live: Live,
+    /// Running attempts that started while another attempt of their task ran.
+    speculative_running: u64,
 }
 
 impl Detector {
@@ -107,12 +109,14 @@ impl Detector {
             Policy::Spark(p) => p.validate()?,
             Policy::Flink(p) => p.validate()?,
             Policy::Smallpond(p) => p.validate()?,
+            Policy::Late(p) => p.validate()?,
         }
         Ok(Detector {
             policy,
             stages: Vec::new(),
             tasks: Tasks::default(),
             live: Live::default(),
+            speculative_running: 0,
         })
     }
 
@@ -143,7 +147,6 @@ impl Detector {
             return Err(Error::value("stage", "ids are exhausted"));
         }
         let id = self.stages.len();
-        let name = name.unwrap_or_else(|| format!("stage-{id}"));
         self.stages.push(Stage::new(declared, name)?);
         Ok(id as u32)
     }
@@ -171,6 +174,12 @@ impl Detector {
                 return Err(length_error("input_bytes", bytes.len(), n as usize));
             }
         }
+        if let Some(bad) = input_bytes.and_then(|b| b.iter().find(|b| **b < -1)) {
+            return Err(Error::value(
+                "input_bytes",
+                format!("must be >= 0, or -1 for unknown, got {bad}"),
+            ));
+        }
         self.stages[s].check_room(s, n as u64)?;
         if self.tasks.len() as u64 + n as u64 >= u32::MAX as u64 {
             return Err(Error::value(
@@ -180,8 +189,8 @@ impl Detector {
         }
         let first = self.tasks.len() as u32;
         for i in 0..n as usize {
-            // Any negative count means unknown, like Flink's NUM_BYTES_UNKNOWN (-1).
-            let bytes = input_bytes.map_or(-1, |b| b[i].max(-1));
+            // -1 is unknown, like Flink's NUM_BYTES_UNKNOWN.
+            let bytes = input_bytes.map_or(-1, |b| b[i]);
             self.tasks.push(s as u32, bytes, speculatable);
             self.stages[s].add_task(bytes);
         }
@@ -242,6 +251,7 @@ impl Detector {
             let id = self
                 .live
                 .push(t as u32, stage, node, now.at(row), speculative);
+            self.speculative_running += u64::from(speculative);
             self.tasks.running[t] += 1;
             self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
             self.tasks.newest[t] = id;
@@ -272,24 +282,32 @@ impl Detector {
             }
         }
         // Pass 1 validates every row and advances the heartbeat times, logging the old ones
-        // so that a bad row anywhere undoes the whole batch.
+        // so that a bad row anywhere undoes the whole batch. A row of an attempt that has
+        // already ended passes the value checks and is then ignored: a worker's last
+        // heartbeat may well arrive after its finish.
         let mut undo: Vec<(u32, f64)> = Vec::with_capacity(rows);
+        let mut ignored = false;
         let result = (|| -> Result<()> {
             for (row, &attempt) in attempts.iter().enumerate() {
-                let slot = self.live.slot(attempt)?;
+                let slot = self.live.slot_if_running(attempt)?;
                 let t = finite_time("now", now.at(row))?;
+                if let Some(p) = progress {
+                    check_progress(p[row])?;
+                }
+                if let Some(r) = records {
+                    check_records(r[row])?;
+                }
+                let Some(slot) = slot else {
+                    ignored = true;
+                    undo.push((table::ENDED, f64::NAN));
+                    continue;
+                };
                 let last = self.live.beat[slot];
                 if t < last {
                     return Err(Error::value(
                         "now",
                         format!("{t} is earlier than attempt {attempt}'s last heartbeat or start at {last}"),
                     ));
-                }
-                if let Some(p) = progress {
-                    check_progress(p[row])?;
-                }
-                if let Some(r) = records {
-                    check_records(r[row])?;
                 }
                 undo.push((slot as u32, last));
                 self.live.beat[slot] = t;
@@ -298,20 +316,26 @@ impl Detector {
         })();
         if let Err(err) = result {
             for &(slot, last) in undo.iter().rev() {
-                self.live.beat[slot as usize] = last;
+                if slot != table::ENDED {
+                    self.live.beat[slot as usize] = last;
+                }
             }
             return Err(err);
         }
-        // Pass 2 cannot fail.
-        if let Some(p) = progress {
-            for (row, &(slot, _)) in undo.iter().enumerate() {
-                self.live.progress[slot as usize] = p[row];
+        // Pass 2 cannot fail. Rates are computed here, once per heartbeat.
+        let live = &mut self.live;
+        for (row, &(slot, _)) in undo.iter().enumerate() {
+            if ignored && slot == table::ENDED {
+                continue;
             }
-        }
-        if let Some(r) = records {
-            for (row, &(slot, _)) in undo.iter().enumerate() {
-                self.live.records[slot as usize] = r[row];
-                self.live.records_at[slot as usize] = now.at(row);
+            let slot = slot as usize;
+            let ran = now.at(row) - live.start[slot];
+            if let Some(p) = progress {
+                live.progress[slot] = p[row];
+                live.progress_rate[slot] = if ran > 0.0 { p[row] / ran } else { 0.0 };
+            }
+            if let Some(r) = records {
+                live.record_rate[slot] = if ran > 0.0 { r[row] / ran } else { 0.0 };
             }
         }
         Ok(())
@@ -360,6 +384,7 @@ impl Detector {
         let task = self.live.task[slot] as usize;
         let stage = self.live.stage[slot] as usize;
         let duration = now - self.live.start[slot];
+        self.speculative_running -= u64::from(self.live.speculative[slot]);
         self.live.remove(slot);
         self.tasks.running[task] -= 1;
         self.stages[stage].running -= 1;
@@ -374,12 +399,26 @@ impl Detector {
     /// Which running attempts to copy now. Changes nothing.
     pub fn check(&self, ctx: Context) -> Result<Candidates> {
         finite_time("now", ctx.now)?;
-        let view = View {
+        let view = self.view();
+        Ok(self.policy.check(&view, ctx))
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
             tasks: &self.tasks,
             live: &self.live,
             stages: &self.stages,
-        };
-        Ok(self.policy.check(&view, ctx))
+            speculative_running: self.speculative_running,
+        }
+    }
+
+    /// Nodes to keep copies away from (LATE's slow nodes); empty for other policies.
+    pub fn slow_nodes(&self, now: f64) -> Result<Vec<u32>> {
+        finite_time("now", now)?;
+        Ok(match &self.policy {
+            Policy::Late(late) => late.slow_nodes(&self.view()),
+            _ => Vec::new(),
+        })
     }
 
     pub fn task_done(&self, task: i64) -> Result<bool> {

@@ -20,7 +20,7 @@ pub fn per_byte(time: f64, input_bytes: i64) -> f64 {
 
 #[derive(Debug, Clone)]
 pub struct Stage {
-    pub name: String,
+    pub name: Option<String>,
     /// Declared task count; `None` for an open-ended stage.
     pub declared: Option<u64>,
     /// Tasks added so far.
@@ -44,7 +44,7 @@ pub struct Stage {
 }
 
 impl Stage {
-    pub fn new(declared: Option<u64>, name: String) -> Result<Stage> {
+    pub fn new(declared: Option<u64>, name: Option<String>) -> Result<Stage> {
         if declared == Some(0) {
             return Err(Error::value("num_tasks", "must be at least 1, got 0"));
         }
@@ -118,8 +118,9 @@ impl Stage {
     }
 
     /// The `rank`-th smallest time per byte of the first successes (infinite ones last).
+    /// A rank past the last is clamped to it, as a list index would be.
     pub fn per_byte_at_rank(&self, rank: u64) -> f64 {
-        if rank < self.per_byte.count() {
+        if rank < self.per_byte.count() || self.per_byte_infinite == 0 {
             self.per_byte.value_at_rank(rank)
         } else {
             f64::INFINITY
@@ -128,7 +129,7 @@ impl Stage {
 
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Stage>()
-            + self.name.capacity()
+            + self.name.as_ref().map_or(0, String::capacity)
             + self.durations.memory_bytes()
             + self.per_byte.memory_bytes()
     }

@@ -88,10 +88,12 @@ pub struct Live {
     pub beat: Vec<f64>,
     /// Latest reported progress in [0, 1]; NaN until one is reported.
     pub progress: Vec<f64>,
-    /// Latest reported record count; NaN until one is reported.
-    pub records: Vec<f64>,
-    /// Time of the latest heartbeat that carried `records`.
-    pub records_at: Vec<f64>,
+    /// Progress per second up to the latest heartbeat that carried progress:
+    /// `progress / (that heartbeat's time − start)`; 0 until then or while that time is the
+    /// start. Computed when the heartbeat arrives, so a check does no division.
+    pub progress_rate: Vec<f64>,
+    /// Records per second likewise, from the latest heartbeat that carried records.
+    pub record_rate: Vec<f64>,
     /// Whether another attempt of the task was running when this one started.
     pub speculative: Vec<bool>,
     pub slot_of: Vec<u32>,
@@ -109,16 +111,19 @@ impl Live {
     /// The row of a running attempt: `KeyError` for an id never handed out, `ValueError` for
     /// one that has ended.
     pub fn slot(&self, attempt: i64) -> Result<usize> {
+        self.slot_if_running(attempt)?
+            .ok_or_else(|| Error::value("attempt", format!("{attempt} has already finished")))
+    }
+
+    /// The row of an attempt, `None` once it has ended; `KeyError` for an unknown id.
+    pub fn slot_if_running(&self, attempt: i64) -> Result<Option<usize>> {
         if attempt < 0 || attempt as u64 >= self.slot_of.len() as u64 {
             return Err(Error::key("attempt", attempt));
         }
-        match self.slot_of[attempt as usize] {
-            ENDED => Err(Error::value(
-                "attempt",
-                format!("{attempt} has already finished"),
-            )),
-            slot => Ok(slot as usize),
-        }
+        Ok(match self.slot_of[attempt as usize] {
+            ENDED => None,
+            slot => Some(slot as usize),
+        })
     }
 
     /// The first of `count` new attempt ids, or an error once the id space would run out.
@@ -143,8 +148,8 @@ impl Live {
         self.start.push(start);
         self.beat.push(start);
         self.progress.push(f64::NAN);
-        self.records.push(f64::NAN);
-        self.records_at.push(start);
+        self.progress_rate.push(0.0);
+        self.record_rate.push(0.0);
         self.speculative.push(speculative);
         id
     }
@@ -159,8 +164,8 @@ impl Live {
         self.start.swap_remove(slot);
         self.beat.swap_remove(slot);
         self.progress.swap_remove(slot);
-        self.records.swap_remove(slot);
-        self.records_at.swap_remove(slot);
+        self.progress_rate.swap_remove(slot);
+        self.record_rate.swap_remove(slot);
         self.speculative.swap_remove(slot);
         self.slot_of[ended] = ENDED;
         if slot < self.attempt.len() {
@@ -177,8 +182,8 @@ impl Live {
             + (self.start.capacity()
                 + self.beat.capacity()
                 + self.progress.capacity()
-                + self.records.capacity()
-                + self.records_at.capacity())
+                + self.progress_rate.capacity()
+                + self.record_rate.capacity())
                 * 8
             + self.speculative.capacity()
             + self.slot_of.capacity() * 4

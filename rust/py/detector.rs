@@ -6,9 +6,11 @@ use std::sync::{Mutex, MutexGuard};
 use numpy::{AllowTypeChange, IntoPyArray, PyArray1, PyArrayLike1};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 
-use crate::detector::{Candidates, Context, Detector, Flink, Policy, Smallpond, Spark, Times};
+use crate::detector::{
+    Candidates, Context, Detector, Flink, Late, Policy, Smallpond, Spark, Times,
+};
 use crate::error::Error;
 
 type Floats<'py> = PyArrayLike1<'py, f64, AllowTypeChange>;
@@ -60,6 +62,13 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
             probe_timeout: field(policy, "probe_timeout")?,
             aggressive: field(policy, "aggressive")?,
             max_retry_count: field(policy, "max_retry_count")?,
+        })),
+        "late" => Ok(Policy::Late(Late {
+            slow_task_quantile: field(policy, "slow_task_quantile")?,
+            speculative_cap: field(policy, "speculative_cap")?,
+            slow_node_quantile: field(policy, "slow_node_quantile")?,
+            min_runtime: field(policy, "min_runtime")?,
+            require_benefit: field(policy, "require_benefit")?,
         })),
         other => Err(Error::value("policy", format!("of kind {other:?} is not supported")).into()),
     }
@@ -233,10 +242,24 @@ impl PyDetector {
         py: Python<'_>,
         stage: i64,
         n: i64,
-        input_bytes: Option<Ints<'_>>,
+        input_bytes: Option<&Bound<'_, PyAny>>,
         speculatable: bool,
     ) -> PyResult<Py<PyArray1<i64>>> {
-        let bytes = slice_of(&input_bytes)?;
+        // None, one count for every task, or one per task.
+        let (one, each): (Option<Vec<i64>>, Option<Ints<'_>>) = match input_bytes {
+            None => (None, None),
+            Some(b) => match b.extract::<i64>() {
+                // An impossible `n` is left for the core to reject, unallocated.
+                Ok(x) if (0..u32::MAX as i64).contains(&n) => (Some(vec![x; n as usize]), None),
+                Ok(_) => (None, None),
+                Err(_) => (None, Some(b.extract()?)),
+            },
+        };
+        let bytes = match (&one, &each) {
+            (Some(v), _) => Some(&v[..]),
+            (None, Some(a)) => Some(a.as_slice()?),
+            (None, None) => None,
+        };
         let first = py.detach(|| self.lock().add_tasks(stage, n, bytes, speculatable))?;
         Ok(ids(py, first, n as usize))
     }
@@ -325,6 +348,13 @@ impl PyDetector {
         Ok(PyCandidates::new(py, candidates))
     }
 
+    /// Nodes to keep copies away from (LATE's slow nodes), ascending; empty for other
+    /// policies.
+    fn slow_nodes(&self, py: Python<'_>, now: f64) -> PyResult<Py<PyArray1<i64>>> {
+        let nodes = py.detach(|| self.lock().slow_nodes(now))?;
+        Ok(to_i64(py, nodes))
+    }
+
     fn task_done(&self, py: Python<'_>, task: i64) -> PyResult<bool> {
         Ok(py.detach(|| self.lock().task_done(task))?)
     }
@@ -338,7 +368,7 @@ impl PyDetector {
     fn stage_stats<'py>(&self, py: Python<'py>, stage: i64) -> PyResult<Bound<'py, PyDict>> {
         let s = py.detach(|| self.lock().stage_stats(stage))?;
         let d = PyDict::new(py);
-        d.set_item("name", PyString::new(py, &s.name))?;
+        d.set_item("name", s.name)?;
         d.set_item("num_tasks", s.num_tasks)?;
         d.set_item("tasks", s.tasks)?;
         d.set_item("successes", s.successes)?;

@@ -2,6 +2,7 @@
 //! names the attempts to copy now; none of them changes anything.
 
 pub mod flink;
+pub mod late;
 pub mod smallpond;
 pub mod spark;
 
@@ -9,6 +10,7 @@ use super::stage::Stage;
 use super::table::{Live, Tasks};
 
 pub use flink::Flink;
+pub use late::Late;
 pub use smallpond::Smallpond;
 pub use spark::Spark;
 
@@ -20,6 +22,7 @@ pub enum Policy {
     Spark(Spark),
     Flink(Flink),
     Smallpond(Smallpond),
+    Late(Late),
 }
 
 /// The state a policy reads.
@@ -27,6 +30,8 @@ pub struct View<'a> {
     pub tasks: &'a Tasks,
     pub live: &'a Live,
     pub stages: &'a [Stage],
+    /// Running attempts that started while another attempt of their task ran.
+    pub speculative_running: u64,
 }
 
 /// The scheduler's context for one check.
@@ -96,6 +101,7 @@ impl Policy {
             Policy::Spark(spark) => spark.picks(view, ctx),
             Policy::Flink(flink) => flink.picks(view, ctx),
             Policy::Smallpond(smallpond) => smallpond.picks(view, ctx),
+            Policy::Late(late) => late.picks(view, ctx),
         };
         Candidates::from_picks(view.live, picks)
     }
@@ -120,4 +126,32 @@ pub fn over_cutoff(live: &Live, now: f64, cutoff: &[f64], inclusive: bool) -> Ve
         }
     }
     slots
+}
+
+/// numpy's default (linear) quantile of `values`, bit for bit, by selection rather than a
+/// sort. Reorders `values`. NaN for an empty slice.
+pub fn linear_quantile(values: &mut [f64], q: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let v = (n - 1) as f64 * q;
+    let lo = v.floor();
+    if v >= (n - 1) as f64 {
+        return values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    }
+    let lo_index = lo as usize;
+    let (_, &mut a, above) = values.select_nth_unstable_by(lo_index, f64::total_cmp);
+    let b = above.iter().copied().fold(f64::INFINITY, f64::min);
+    lerp(a, b, v - lo)
+}
+
+/// numpy's `_lerp`: from the nearer end, so that t = 1 gives b exactly.
+pub fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    let d = b - a;
+    if t >= 0.5 {
+        b - d * (1.0 - t)
+    } else {
+        a + d * t
+    }
 }

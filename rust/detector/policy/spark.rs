@@ -143,14 +143,7 @@ impl Spark {
         } else {
             f64::INFINITY
         };
-        let live = view.live;
-        let ran = live.records_at[slot] - live.start[slot];
-        let rate = if live.records[slot].is_nan() || ran <= 0.0 {
-            0.0
-        } else {
-            live.records[slot] / ran
-        };
-        rate < self.process_rate_multiplier * stage_rate
+        view.live.record_rate[slot] < self.process_rate_multiplier * stage_rate
     }
 }
 

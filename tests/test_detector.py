@@ -1,0 +1,169 @@
+"""The Rust Detector's own behaviour: API shapes, conversions, errors, purity, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import straggler as sg
+
+
+def loaded(policy=None, n=4, durations=(1.0, 2.0, 3.0)):
+    det = sg.Detector(policy if policy is not None else sg.SparkPolicy())
+    stage = det.add_stage(num_tasks=n, name="map")
+    tasks = det.add_tasks(stage, n)
+    attempts = det.start_many(tasks, 0.0)
+    for a, d in zip(attempts.tolist(), durations):
+        det.finish(a, d)
+    return det, stage, tasks, attempts
+
+
+def test_ids_are_dense_and_arrays_are_int64():
+    det = sg.Detector(sg.SparkPolicy())
+    s0, s1 = det.add_stage(), det.add_stage(num_tasks=3)
+    assert (s0, s1) == (0, 1)
+    assert det.add_task(s0) == 0
+    tasks = det.add_tasks(s1, 3, input_bytes=[10, 20, 30])
+    assert tasks.dtype == np.int64 and tasks.tolist() == [1, 2, 3]
+    attempts = det.start_many([0, 1, 2, 3], 0.0, nodes=[0, 1, 2, 3])
+    assert attempts.dtype == np.int64 and attempts.tolist() == [0, 1, 2, 3]
+    assert det.start(1, 1.0, node=5) == 4
+    assert det.running(1) == 2 and det.running(2) == 1
+    assert det.num_tasks == 4 and det.num_running == 5
+
+
+def test_check_returns_equal_length_columns_most_urgent_first():
+    det = sg.Detector(sg.SparkPolicy(quantile=0.5))
+    stage = det.add_stage(num_tasks=6)
+    tasks = det.add_tasks(stage, 6)
+    attempts = det.start_many(tasks, [0.0, 0.0, 0.0, 5.0, 1.0, 3.0], nodes=[0, 1, 2, 3, 4, 5])
+    for a in attempts[:3].tolist():
+        det.finish(a, det_time := 10.0)
+    c = det.check(40.0)
+    # threshold = 1.5 × 10; the attempt started at 1.0 has run the longest.
+    assert c.task.tolist() == [4, 5, 3]
+    assert c.node.tolist() == [4, 5, 3]
+    assert c.elapsed.tolist() == [39.0, 37.0, 35.0]
+    assert c.threshold.tolist() == [15.0, 15.0, 15.0]
+    assert c.stage.tolist() == [stage] * 3
+    assert c.attempt.tolist() == [4, 5, 3]
+    assert len(c) == 3 and det_time == 10.0
+    for col in (c.task, c.attempt, c.stage, c.node):
+        assert col.dtype == np.int64
+    for col in (c.elapsed, c.threshold):
+        assert col.dtype == np.float64
+
+
+def test_check_is_a_pure_query():
+    det, *_ = loaded()
+    first = det.check(10.0)
+    second = det.check(10.0)
+    assert first.task.tolist() == second.task.tolist() == [3]
+    assert det.running(3) == 1
+
+
+def test_heartbeat_many_accepts_lists_scalars_and_other_dtypes():
+    det, _, _, attempts = loaded()
+    det.heartbeat_many([3], 4.0)
+    det.heartbeat_many(np.array([3], dtype=np.int32), np.array([5.0], dtype=np.float32),
+                       progress=[0.5], records=np.array([7], dtype=np.int64))
+    with pytest.raises(ValueError, match="now"):
+        det.heartbeat(3, 4.5)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda d: d.finish(0, 5.0), ValueError, "attempt 0 has already finished"),
+        (lambda d: d.finish(42, 5.0), KeyError, "attempt id 42"),
+        (lambda d: d.heartbeat(-1, 5.0), KeyError, "attempt id -1"),
+        (lambda d: d.heartbeat(3, float("nan")), ValueError, "now"),
+        (lambda d: d.heartbeat(3, float("inf")), ValueError, "now"),
+        (lambda d: d.heartbeat(3, 5.0, progress=1.5), ValueError, "progress must be in"),
+        (lambda d: d.heartbeat(3, 5.0, progress=float("nan")), ValueError, "progress"),
+        (lambda d: d.heartbeat(3, 5.0, records=-1.0), ValueError, "records"),
+        (lambda d: d.heartbeat_many([3, 3], [5.0]), ValueError, "now has 1 rows"),
+        (lambda d: d.heartbeat_many([3], 5.0, progress=[0.1, 0.2]), ValueError, "progress has 2"),
+        (lambda d: d.start(0, 5.0), ValueError, "task 0 has already succeeded"),
+        (lambda d: d.start(9, 5.0), KeyError, "task id 9"),
+        (lambda d: d.start(3, 5.0, node=-2), ValueError, "node"),
+        (lambda d: d.start_many([3, 9], 5.0), KeyError, "task id 9"),
+        (lambda d: d.add_task(7), KeyError, "stage id 7"),
+        (lambda d: d.add_task(0), ValueError, "num_tasks=4"),
+        (lambda d: d.add_stage(num_tasks=0), ValueError, "num_tasks"),
+        (lambda d: d.add_tasks(0, -1), ValueError, "n must be"),
+        (lambda d: d.check(float("nan")), ValueError, "now"),
+        (lambda d: d.stage_stats(3), KeyError, "stage id 3"),
+        (lambda d: d.task_done(4), KeyError, "task id 4"),
+    ],
+)
+def test_bad_input_is_rejected_and_changes_nothing(call, exc, words):
+    det, *_ = loaded()
+    before = (det.check(9.0).task.tolist(), det.stage_stats(0), det.num_running, det.num_tasks)
+    with pytest.raises(exc, match=words):
+        call(det)
+    after = (det.check(9.0).task.tolist(), det.stage_stats(0), det.num_running, det.num_tasks)
+    assert before == after
+
+
+def test_a_batch_with_one_bad_row_is_rejected_whole():
+    det = sg.Detector(sg.SparkPolicy())
+    stage = det.add_stage()
+    attempts = det.start_many(det.add_tasks(stage, 3), 0.0)
+    det.heartbeat_many(attempts, 1.0, progress=[0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="now"):
+        # The second row of attempt 0 goes back in time.
+        det.heartbeat_many([0, 1, 0], [3.0, 3.0, 2.0])
+    det.heartbeat_many([0, 1, 2], 1.5)  # still at 1.0: a rejected batch moved no clock
+
+
+def test_policy_object_is_kept_and_wrong_objects_are_a_type_error():
+    policy = sg.FlinkPolicy()
+    assert sg.Detector(policy).policy is policy
+    assert sg.Detector().policy is None
+    with pytest.raises(TypeError, match="policy"):
+        sg.Detector(policy="spark")
+
+
+def test_stage_stats_reports_linear_percentiles():
+    det, stage, *_ = loaded()
+    stats = det.stage_stats(stage)
+    assert stats["name"] == "map" and stats["num_tasks"] == 4 and stats["tasks"] == 4
+    assert stats["successes"] == 3 and stats["running"] == 1
+    assert stats["p50"] == np.quantile([1.0, 2.0, 3.0], 0.5)
+    assert stats["p99"] == np.quantile([1.0, 2.0, 3.0], 0.99)
+
+
+def test_many_threads_share_one_detector():
+    """Eight threads start, heartbeat, finish and check at once; the counts add up."""
+    det = sg.Detector(sg.SparkPolicy(quantile=0.1))
+    stage = det.add_stage()
+    per_thread, threads = 300, 8
+    tasks = det.add_tasks(stage, per_thread * threads)
+    wins = []
+    errors = []
+
+    def work(k):
+        try:
+            mine = tasks[k * per_thread : (k + 1) * per_thread]
+            now = 0.0
+            for t in mine.tolist():
+                now += 0.01
+                a = det.start(t, now, node=k)
+                det.heartbeat_many([a], now + 0.001, progress=[0.5])
+                det.check(now)
+                wins.append(det.finish(a, now + 0.002))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert errors == []
+    assert len(wins) == per_thread * threads and all(wins)
+    assert det.stage_stats(stage)["successes"] == per_thread * threads
+    assert det.num_running == 0
