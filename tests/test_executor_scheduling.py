@@ -93,16 +93,16 @@ def test_smallpond_may_copy_its_newest_attempt_while_older_ones_run():
     assert [c.task for c in plan.copies] == [1]
 
 
-def test_late_keeps_running_copies_below_the_cap():
-    # cap 0.25 x 8 slots = 2: one copy runs, so one more may start, not two.
+def test_late_keeps_running_copies_within_the_cap():
+    # floor(0.25 x 8 slots) = 2: one copy runs, so one more may start, not two.
     plan = plan_copies(answer(1, 2, 3), policy=Late(speculative_cap=0.25),
                        situation=situation(free_slots=4, slots=8, speculative_running=1))
     assert [c.task for c in plan.copies] == [1]
 
 
-def test_late_lets_one_copy_run_on_a_small_pool():
-    plan = plan_copies(answer(1, 2), policy=Late(), situation=situation(slots=4))
-    assert [c.task for c in plan.copies] == [1]
+def test_late_cap_rounds_down_like_the_detectors():
+    # floor(0.1 x 4) = 0: a pool of 4 gets no LATE copy at the default cap.
+    assert plan_copies(answer(1, 2), policy=Late(), situation=situation(slots=4)).copies == ()
 
 
 def test_copy_never_goes_to_a_node_the_task_ran_on():
@@ -119,7 +119,7 @@ def test_copies_of_one_task_go_to_distinct_nodes():
 
 def test_blocked_and_late_slow_nodes_take_no_copy():
     sit = situation(free_nodes={0: 1, 1: 1, 2: 1}, blocked_nodes={1}, slow_nodes={2})
-    assert [c.node for c in plan_copies(answer(5), policy=Late(), situation=sit).copies] == [0]
+    assert [c.node for c in plan_copies(answer(5), policy=Late(0.5), situation=sit).copies] == [0]
     sit = situation(free_nodes={1: 1, 2: 1}, blocked_nodes={1}, slow_nodes={2})
     assert [c.node for c in plan_copies(answer(5), policy=Spark(), situation=sit).copies] == [2]
 

@@ -14,6 +14,7 @@ copy) on a node with a free slot, never one the task already ran on, nor a block
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Optional, Sequence
 
@@ -154,9 +155,9 @@ def plan_copies(check: Any, *, policy: Any, situation: Situation) -> Plan:
         for _ in range(max(wanted, 0)):
             if budget <= 0:
                 break
-            # LATE: running copies stay below speculative_cap x slots (checked before each one,
-            # as Hadoop's DefaultSpeculator does with its speculation budget).
-            if kind == "late" and not spec_running < policy.speculative_cap * s.slots:
+            # LATE: at most floor(speculative_cap x slots) copies run at once, the cap the
+            # Detector's check already applied (so the two never disagree).
+            if kind == "late" and spec_running >= math.floor(policy.speculative_cap * s.slots):
                 break
             avoid = set(s.task_nodes.get(task, ())) | placed.get(task, set()) | avoid_slow
             node = choose_node(free_nodes, avoid=avoid, blocked=blocked)
