@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 __all__ = ["AttemptCancelled", "AttemptContext", "TaskOptions", "current_attempt", "heartbeat", "options"]
 
@@ -25,19 +25,25 @@ class AttemptCancelled(BaseException):
     """
 
 
-class _Live:
-    """The executor's side of a running attempt, shared by the attempt's thread and the executor.
+class _Live(Protocol):
+    """The executor's side of a running attempt (its attempt record), shared with the task.
 
     ``cancelled`` is set once by the executor; ``beat`` is replaced whole by the attempt (one
     attribute store of a tuple, so the scheduler never reads a torn heartbeat).
     """
 
-    __slots__ = ("beat", "cancelled", "clock")
+    cancelled: bool
+    beat: Optional[tuple[float, Optional[float], Optional[int]]]
+    clock: Callable[[], float]
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.cancelled = False
-        self.beat: Optional[tuple[float, Optional[float], Optional[int]]] = None
+
+class _Current(Protocol):
+    """What the thread-local holds while an attempt runs: an ``AttemptContext`` (in a worker
+    process) or the executor's attempt record, which builds its context only when asked."""
+
+    _live: Optional[_Live]
+
+    def context(self) -> AttemptContext: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class AttemptContext:
     # The live link; dropped when pickled (another process cannot reach the executor).
     _live: Optional[_Live] = field(default=None, repr=False, compare=False)
 
+    def context(self) -> AttemptContext:
+        return self
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_live"] = None
@@ -73,16 +82,17 @@ _local = threading.local()
 
 def current_attempt() -> Optional[AttemptContext]:
     """The attempt running in this thread, or None outside a task."""
-    return getattr(_local, "attempt", None)
+    current = getattr(_local, "attempt", None)
+    return None if current is None else current.context()
 
 
-def _enter(context: AttemptContext) -> Optional[AttemptContext]:
+def _enter(current: _Current) -> Optional[_Current]:
     previous = getattr(_local, "attempt", None)
-    _local.attempt = context
+    _local.attempt = current
     return previous
 
 
-def _leave(previous: Optional[AttemptContext]) -> None:
+def _leave(previous: Optional[_Current]) -> None:
     _local.attempt = previous
 
 
@@ -108,14 +118,14 @@ def heartbeat(progress: Optional[float] = None, records: Optional[int] = None) -
                 raise TypeError(f"records must be a non-negative int or None, got {records!r}") from None
         if records < 0:
             raise ValueError(f"records must be >= 0, got {records!r}")
-    context = getattr(_local, "attempt", None)
-    if context is None:
+    current = getattr(_local, "attempt", None)
+    if current is None:
         return
-    live = context._live
+    live = current._live
     if live is None:
         return
     if live.cancelled:
-        raise AttemptCancelled(f"task {context.task}: another attempt finished first")
+        raise AttemptCancelled(f"task {current.context().task}: another attempt finished first")
     live.beat = (live.clock(), progress, records)
 
 

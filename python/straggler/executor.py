@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from straggler._context import AttemptCancelled, AttemptContext, TaskOptions, _enter, _leave, _Live, _WithOptions
+from straggler._context import AttemptCancelled, AttemptContext, TaskOptions, _enter, _leave, _WithOptions
 from straggler._scheduling import Situation, plan_copies
 from straggler.policies import SparkPolicy
 
@@ -41,6 +41,7 @@ logger = logging.getLogger("straggler")
 logger.addHandler(logging.NullHandler())
 
 _KINDS = ("spark", "flink", "smallpond", "late")
+_UNKNOWN: Any = object()
 _DEFAULT_STAGE = "default"
 
 
@@ -107,31 +108,49 @@ class _Task:
 
 
 class _Attempt:
-    __slots__ = ("task", "number", "speculative", "node", "live", "start", "end", "outcome",
-                 "engine_future", "detector_id", "beat_sent")
+    """One attempt, and the live link its task sees (``cancelled``, ``beat``, ``clock``): one
+    object per attempt, because the executor's cost per task is what a no-op job measures."""
 
-    def __init__(self, task: _Task, number: int, speculative: bool, node: int, live: _Live, start: float) -> None:
+    __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "engine_future",
+                 "detector_id", "beat_sent", "cancelled", "beat", "clock", "staging", "_context")
+
+    node = 0  # thread and process pools have no nodes to choose from
+
+    def __init__(self, task: _Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
         self.task = task
         self.number = number
         self.speculative = speculative
-        self.node = node
-        self.live = live
-        self.start = start
+        self.clock = clock
+        self.start = clock()
         self.end = math.nan
         self.outcome = ""           # "finish" | "fail" | "kill" once ended
         self.engine_future: Optional[Future] = None
-        self.detector_id: Optional[int] = None
+        self.detector_id = -1
         self.beat_sent: Optional[tuple] = None
+        self.cancelled = False
+        self.beat: Optional[tuple] = None
+        self.staging: Optional[str] = None
+        self._context: Optional[AttemptContext] = None
+
+    @property
+    def _live(self) -> "_Attempt":
+        return self
+
+    def context(self) -> AttemptContext:
+        if self._context is None:
+            task = self.task
+            self._context = AttemptContext(task.id, self.number, self.speculative, self.node, self.staging, self)
+        return self._context
 
 
 # One queued attempt: (task, attempt number, speculative).
 _Entry = tuple
 
 
-def _call_in_attempt(fn: Callable[..., Any], context: AttemptContext, args: tuple, kwargs: dict) -> Any:
-    """Run ``fn`` with ``context`` as the current attempt; what an engine (maybe in another
-    process) executes for every attempt handed to it."""
-    previous = _enter(context)
+def _call_in_attempt(fn: Callable[..., Any], current: Any, args: tuple, kwargs: dict) -> Any:
+    """Run ``fn`` with ``current`` as the running attempt; what an engine (maybe in another
+    process, then with an ``AttemptContext``) executes for every attempt handed to it."""
+    previous = _enter(current)
     try:
         return fn(*args, **kwargs)
     finally:
@@ -218,7 +237,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         self._active = 0           # attempts running or queued
         self._spec_active = 0      # copies running or queued
         self._runners = 0
-        self._log: list[AttemptEvent] = []
+        # (ended?, attempt) in the order they happened; AttemptEvents are built when asked for.
+        self._log: list[tuple[bool, _Attempt]] = []
         self._n_attempts = self._n_speculative = self._n_wins = self._n_failures = self._n_killed = 0
         self._wasted = 0.0
         # The scheduler's inbox: ("task", _Task) | ("start", _Attempt) | ("end", _Attempt), in
@@ -238,33 +258,43 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             raise TypeError(f"fn must be callable, got {fn!r}")
         stage = _DEFAULT_STAGE
         output = None
+        num_tasks = None
         if task_options is not None:
             stage = task_options.stage if task_options.stage is not None else _DEFAULT_STAGE
+            num_tasks = task_options.num_tasks
             if task_options.output is not None:
                 output = os.path.abspath(os.fspath(task_options.output))
+        task = _Task(-1, fn, args, kwargs, stage, task_options)  # outside the lock: a Future is not free
+        start_runner = False
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            num_tasks = task_options.num_tasks if task_options is not None else None
-            if stage in self._stages:
-                known = self._stages[stage]
-                if num_tasks is not None and known != num_tasks:
-                    raise ValueError(
-                        f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}"
-                    )
+            known = self._stages.get(stage, _UNKNOWN)
+            if known is _UNKNOWN:
+                self._stages[stage] = num_tasks
+            elif num_tasks is not None and known != num_tasks:
+                raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}")
             if output is not None:
                 if output in self._outputs:
                     raise ValueError(f"output: another task of this executor already writes {output!r}")
                 if os.path.lexists(output):
                     raise FileExistsError(f"output: {output!r} already exists")
                 self._outputs.add(output)
-            self._stages.setdefault(stage, num_tasks)
-            task = _Task(len(self._tasks), fn, args, kwargs, stage, task_options)
+            task.id = len(self._tasks)
             self._tasks.append(task)
             self._inbox.append(("task", task))
-            self._queue_locked(task, 0, speculative=False)
-            start = self._claim_runners_locked()
-        self._start_runners(start)
+            # _queue_locked(task, 0, speculative=False), inlined: this is the per-task path.
+            self._ready.append((task, 0, False))
+            task.queued = 1
+            self._active += 1
+            self._pending += 1
+            if self._scheduler_idle:
+                self._changed.notify_all()
+            if self._runners < self._slots:
+                self._runners += 1
+                start_runner = True
+        if start_runner:
+            self._start_runners(1)
         return task.future
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
@@ -357,7 +387,15 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     def events(self) -> list[AttemptEvent]:
         """The attempts' starts and ends so far, in the order they happened."""
         with self._lock:
-            return list(self._log)
+            log = list(self._log)
+        return [
+            AttemptEvent(attempt.outcome, attempt.end, attempt.task.id, attempt.number, attempt.task.stage,
+                         attempt.node, attempt.speculative)
+            if ended else
+            AttemptEvent("start", attempt.start, attempt.task.id, attempt.number, attempt.task.stage,
+                         attempt.node, attempt.speculative)
+            for ended, attempt in log
+        ]
 
     @property
     def policy(self) -> Any:
@@ -429,67 +467,91 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             self._pending -= 1
 
     def _run(self) -> None:
-        """A runner: run queued attempts until the queue is empty."""
+        """A runner: run queued attempts until the queue is empty.
+
+        Settling an attempt and taking the next one share one hold of the lock; the Future is
+        resolved (its callbacks may submit) outside it, and the runner leaves only after that,
+        so ``shutdown(wait=True)`` never returns before every Future is resolved.
+        """
+        lock = self._lock
+        ended: Optional[tuple[_Attempt, Any, Optional[BaseException]]] = None
         while True:
-            with self._lock:
-                attempt = None
-                while self._ready:
-                    task, number, speculative = self._ready.popleft()
-                    self._unqueue_locked(task, speculative)
-                    if task.done:
-                        continue  # a copy or retry whose task was settled meanwhile
-                    if number == 0 and not task.future.set_running_or_notify_cancel():
-                        task.done = True  # cancelled by its caller before it started
-                        continue
-                    attempt = self._begin_locked(task, number, speculative)
-                    # Taken now: the winner clears them from the task once it settles.
-                    call = (task.fn, task.args, task.kwargs)
-                    break
-                if attempt is None:
+            follow_up = None
+            with lock:
+                if ended is not None:
+                    follow_up = self._settle_locked(*ended)
+                    ended = None
+                attempt = self._next_locked()
+                if attempt is None and follow_up is None:
                     self._runners -= 1
                     self._changed.notify_all()
                     return
-            self._execute(attempt, *call)
+                if attempt is not None:
+                    # Taken now: the winner clears them from the task once it settles.
+                    task = attempt.task
+                    fn, args, kwargs = task.fn, task.args, task.kwargs
+            if follow_up is not None:
+                self._follow_up(follow_up)
+            if attempt is not None:
+                ended = (attempt, *self._execute(attempt, fn, args, kwargs))
 
-    def _begin_locked(self, task: _Task, number: int, speculative: bool) -> _Attempt:
-        # A copy started after its original ended (it failed meanwhile) is a plain retry.
-        speculative = speculative and bool(task.running)
-        attempt = _Attempt(task, number, speculative, 0, _Live(self._clock), self._clock())
-        task.running.append(attempt)
-        self._active += 1
-        if speculative:
-            self._spec_active += 1
-            self._n_speculative += 1
-        self._n_attempts += 1
-        self._inbox.append(("start", attempt))
-        self._log.append(AttemptEvent("start", attempt.start, task.id, number, task.stage, 0, speculative))
-        return attempt
+    def _next_locked(self) -> Optional[_Attempt]:
+        ready = self._ready
+        while ready:
+            task, number, speculative = ready.popleft()
+            task.queued -= 1
+            self._active -= 1
+            if speculative:
+                self._spec_active -= 1
+            else:
+                self._pending -= 1
+            if task.done:
+                continue  # a copy or retry whose task was settled meanwhile
+            if number == 0 and not task.future.set_running_or_notify_cancel():
+                task.done = True  # cancelled by its caller before it started
+                continue
+            # A copy started after its original ended (it failed meanwhile) is a plain retry.
+            speculative = speculative and bool(task.running)
+            attempt = _Attempt(task, number, speculative, self._clock)
+            task.running.append(attempt)
+            self._active += 1
+            if speculative:
+                self._spec_active += 1
+                self._n_speculative += 1
+            self._n_attempts += 1
+            self._inbox.append(("start", attempt))
+            self._log.append((False, attempt))
+            return attempt
+        return None
 
     # --- one attempt ----------------------------------------------------------------------------
 
-    def _execute(self, attempt: _Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def _execute(self, attempt: _Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict
+                 ) -> tuple[Any, Optional[BaseException]]:
+        """Run one attempt; returns its result and its error (None if it returned)."""
         task = attempt.task
-        output = task.options.output if task.options is not None else None
-        staging = None
         result: Any = None
         error: Optional[BaseException] = None
         try:
-            if output is not None:
-                staging = self._make_staging(output, task.id, attempt.number)
-            context = AttemptContext(task.id, attempt.number, attempt.speculative, attempt.node, staging, attempt.live)
+            if task.options is not None and task.options.output is not None:
+                attempt.staging = self._make_staging(task.options.output, task.id, attempt.number)
             if self._drivers is None:
-                result = _call_in_attempt(fn, context, args, kwargs)
+                result = _call_in_attempt(fn, attempt, args, kwargs)
             else:
-                engine_future = self._engine.submit(_call_in_attempt, fn, context, args, kwargs)
+                engine_future = self._engine.submit(_call_in_attempt, fn, attempt.context(), args, kwargs)
                 attempt.engine_future = engine_future
-                if attempt.live.cancelled:
+                if attempt.cancelled:
                     engine_future.cancel()
                 result = engine_future.result()
         except concurrent.futures.CancelledError:
             error = AttemptCancelled(f"task {task.id}: another attempt finished first")
         except BaseException as exc:  # like ThreadPoolExecutor: the task's error goes to its Future
             error = exc
-        self._settle(attempt, result, error, staging)
+        attempt.end = self._clock()
+        if error is not None and attempt.staging is not None:
+            shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
+            attempt.staging = None
+        return result, error
 
     @staticmethod
     def _make_staging(output: str, task_id: int, number: int) -> str:
@@ -499,72 +561,75 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # Beside the output, so the final rename stays on one filesystem and is atomic.
         return tempfile.mkdtemp(prefix=f".{name}.straggler-t{task_id}a{number}-", dir=parent)
 
-    def _settle(self, attempt: _Attempt, result: Any, error: Optional[BaseException], staging: Optional[str]) -> None:
-        """Decide what the ended attempt means for its task, resolve the Future if it settles
-        the task, and remove the staging directory unless it became the output."""
+    def _settle_locked(self, attempt: _Attempt, result: Any, error: Optional[BaseException]) -> Optional[tuple]:
+        """Decide what the ended attempt means for its task. Returns what is left to do outside
+        the lock (remove a losing staging directory, resolve the Future), or None."""
         task = attempt.task
-        end = self._clock()
+        staging = attempt.staging
         committed = False
-        resolve: Optional[tuple[Any, Optional[BaseException]]] = None
-        if error is not None and staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)  # a failed attempt's output never counts
-            staging = None
-        with self._lock:
-            attempt.end = end
-            task.running.remove(attempt)
-            self._active -= 1
-            if attempt.speculative:
-                self._spec_active -= 1
-            if task.done:
-                attempt.outcome = "kill"  # lost the race: its result or error is dropped
-            elif error is None:
-                if error is None and staging is not None:
-                    try:
-                        os.rename(staging, os.path.abspath(os.fspath(task.options.output)))
-                        committed = True
-                    except OSError as exc:
-                        error = exc
-                if error is None:
-                    attempt.outcome = "finish"
-                    task.done = True
-                    self._n_wins += attempt.speculative
+        resolve = None
+        task.running.remove(attempt)
+        self._active -= 1
+        if attempt.speculative:
+            self._spec_active -= 1
+        if task.done:
+            attempt.outcome = "kill"  # lost the race: its result or error is dropped
+        elif error is None:
+            if staging is not None:
+                try:
+                    os.rename(staging, os.path.abspath(os.fspath(task.options.output)))
+                    committed = True
+                except OSError as exc:
+                    error = exc
+            if error is None:
+                attempt.outcome = "finish"
+                task.done = True
+                self._n_wins += attempt.speculative
+                if task.running:
                     self._stop_others_locked(task)
-                    resolve = (result, None)
-            if not attempt.outcome:
-                attempt.outcome = "fail"
-                task.failures += 1
-                self._n_failures += 1
-                if task.failures >= self._max_failures:
-                    task.done = True
-                    self._stop_others_locked(task)
-                    resolve = (None, error)
-                elif not task.running and not task.queued:
-                    number = task.next_attempt
-                    task.next_attempt += 1
-                    self._queue_locked(task, number, speculative=False, front=True)
-            if attempt.outcome == "kill":
-                self._n_killed += 1
-            if attempt.outcome != "finish":
-                self._wasted += end - attempt.start
-            self._inbox.append(("end", attempt))
-            self._log.append(AttemptEvent(
-                attempt.outcome, end, task.id, attempt.number, task.stage, attempt.node, attempt.speculative,
-            ))
+                resolve = (task, result, None)
+        if not attempt.outcome:
+            attempt.outcome = "fail"
+            task.failures += 1
+            self._n_failures += 1
+            if task.failures >= self._max_failures:
+                task.done = True
+                self._stop_others_locked(task)
+                resolve = (task, None, error)
+            elif not task.running and not task.queued:
+                number = task.next_attempt
+                task.next_attempt += 1
+                self._queue_locked(task, number, speculative=False, front=True)
+        if attempt.outcome == "kill":
+            self._n_killed += 1
+        if attempt.outcome != "finish":
+            self._wasted += attempt.end - attempt.start
+        self._inbox.append(("end", attempt))
+        self._log.append((True, attempt))
         if staging is not None and not committed:
+            return (staging, resolve)
+        if resolve is not None:
+            return (None, resolve)
+        return None
+
+    @staticmethod
+    def _follow_up(follow_up: tuple) -> None:
+        staging, resolve = follow_up
+        if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         if resolve is not None:
             # Outside the lock: the Future runs its callbacks, which may submit again.
-            value, exc = resolve
-            if exc is None:
+            task, value, error = resolve
+            if error is None:
                 task.future.set_result(value)
             else:
-                task.future.set_exception(exc)
+                task.future.set_exception(error)
             # Drop what the task held; the Future keeps the result.
             task.fn = task.args = task.kwargs = None  # type: ignore[assignment]
 
     def _stop_others_locked(self, task: _Task) -> None:
         for other in task.running:
-            other.live.cancelled = True
+            other.cancelled = True
             if other.engine_future is not None:
                 other.engine_future.cancel()  # only helps before it started; running ones run on
 
@@ -575,8 +640,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
 
         # policy=None still feeds a Detector (one that never speculates): the baseline pays
         # for the same machinery as the speculative runs it is compared with.
-        detector = Detector(policy=self._policy)
-        feed = _DetectorFeed(detector)
+        feed = _DetectorFeed(Detector(policy=self._policy))
         try:
             while True:
                 with self._changed:
@@ -587,11 +651,12 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                         self._scheduler_idle = idle
                         self._changed.wait(None if idle else self._interval)
                         self._scheduler_idle = False
-                feed.drain(self._inbox)
+                    inbox, self._inbox = self._inbox, collections.deque()
+                feed.drain(inbox)
                 if finished:
                     break
                 if feed.running:
-                    self._check(detector, feed)
+                    self._check(feed)
         except BaseException:  # pragma: no cover - a bug here must not pass silently
             logger.exception("straggler scheduler stopped; no more speculative copies")
             raise
@@ -600,12 +665,12 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         if self._drivers is not None:
             self._drivers.shutdown(wait=False)
 
-    def _check(self, detector: Any, feed: "_DetectorFeed") -> None:
+    def _check(self, feed: "_DetectorFeed") -> None:
         feed.send_heartbeats()
         now = self._clock()
         with self._lock:
             pending = self._pending
-        answer = detector.check(now, pending=pending, slots=self._slots)
+        answer = feed.detector.check(now, pending=pending, slots=self._slots)
         if len(answer.task) == 0 or self._policy is None:
             return
         with self._lock:
@@ -643,46 +708,71 @@ class SpeculativeExecutor(concurrent.futures.Executor):
 
 class _DetectorFeed:
     """The scheduler thread's view of the Detector: registers stages and tasks, starts and ends
-    attempts in the order the runners reported them, and batches heartbeats."""
+    attempts in the order the runners reported them (batching runs of registrations and of
+    starts), and batches heartbeats."""
 
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.stages: dict[str, int] = {}
-        self.tasks: list[_Task] = []          # by Detector task id
+        self.tasks: list[_Task] = []            # by Detector task id
         self.running: dict[int, _Attempt] = {}  # Detector attempt id -> attempt
 
     def drain(self, inbox: collections.deque) -> None:
+        import numpy as np
+
         detector = self.detector
-        while True:
-            try:
-                kind, item = inbox.popleft()
-            except IndexError:
+        batch: list[Any] = []   # a run of registrations of one kind, or a run of starts
+        batch_key: Any = None
+
+        def flush() -> None:
+            if not batch:
                 return
-            if kind == "start":
-                attempt = item
-                attempt.detector_id = detector.start(attempt.task.det_id, attempt.start, node=attempt.node)
-                self.running[attempt.detector_id] = attempt
-            elif kind == "end":
+            if batch_key == "start":
+                ids = detector.start_many(
+                    np.fromiter((a.task.det_id for a in batch), np.int64, len(batch)),
+                    np.fromiter((a.start for a in batch), np.float64, len(batch)),
+                    nodes=np.fromiter((a.node for a in batch), np.int64, len(batch)),
+                )
+                for attempt, detector_id in zip(batch, ids.tolist()):
+                    attempt.detector_id = detector_id
+                    self.running[detector_id] = attempt
+            else:
+                stage, input_bytes, speculatable = batch_key
+                ids = detector.add_tasks(stage, len(batch), input_bytes=input_bytes, speculatable=speculatable)
+                for task, det_id in zip(batch, ids.tolist()):
+                    task.det_id = det_id
+                self.tasks.extend(batch)
+            batch.clear()
+
+        for kind, item in inbox:
+            if kind == "end":
+                flush()
                 attempt = item
                 del self.running[attempt.detector_id]
-                beat = attempt.live.beat
+                beat = attempt.beat
                 records = beat[2] if beat is not None else None
                 detector.finish(attempt.detector_id, attempt.end, ok=attempt.outcome == "finish", records=records)
+                continue
+            if kind == "start":
+                key: Any = "start"
             else:
-                task = item
-                stage = self.stages.get(task.stage)
-                if stage is None:
-                    num_tasks = task.options.num_tasks if task.options is not None else None
-                    stage = detector.add_stage(num_tasks=num_tasks, name=task.stage)
-                    self.stages[task.stage] = stage
-                input_bytes = -1
-                speculatable = True
-                if task.options is not None:
-                    if task.options.input_bytes is not None:
-                        input_bytes = task.options.input_bytes
-                    speculatable = task.options.speculatable
-                task.det_id = detector.add_task(stage, input_bytes=input_bytes, speculatable=speculatable)
-                self.tasks.append(task)
+                key = self._task_key(item)
+            if key != batch_key:
+                flush()
+                batch_key = key
+            batch.append(item)
+        flush()
+
+    def _task_key(self, task: _Task) -> tuple:
+        stage = self.stages.get(task.stage)
+        task_options = task.options
+        if stage is None:
+            num_tasks = task_options.num_tasks if task_options is not None else None
+            stage = self.detector.add_stage(num_tasks=num_tasks, name=task.stage)
+            self.stages[task.stage] = stage
+        if task_options is None:
+            return (stage, None, True)
+        return (stage, task_options.input_bytes, task_options.speculatable)
 
     def send_heartbeats(self) -> None:
         """One ``heartbeat_many`` per kind of heartbeat (with or without progress / records)."""
@@ -690,7 +780,7 @@ class _DetectorFeed:
 
         groups: dict[tuple[bool, bool], list[tuple[int, float, Optional[float], Optional[int]]]] = {}
         for detector_id, attempt in self.running.items():
-            beat = attempt.live.beat
+            beat = attempt.beat
             if beat is None or beat is attempt.beat_sent:
                 continue
             attempt.beat_sent = beat
