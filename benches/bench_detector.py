@@ -90,6 +90,41 @@ def test_check_spark_numpy_single_pass(benchmark, spark_loaded):
     benchmark(lambda: np.nonzero(NOW - start > cutoff[stage]))
 
 
+def _python_loop_spark(now, start, stage_of, durations_by_stage, running_per_task, done):
+    """Spark's decision written the way a driver loop writes it: per stage the median of the
+    successful durations, then every running attempt compared one by one."""
+    threshold = []
+    for durations in durations_by_stage:
+        ranked = sorted(durations)
+        threshold.append(max(1.5 * ranked[len(ranked) // 2], 0.1))
+    picked = []
+    for i in range(len(start)):
+        if done[i] or running_per_task[i] != 1:
+            continue
+        elapsed = now - start[i]
+        t = threshold[stage_of[i]]
+        if elapsed > t:
+            picked.append((elapsed - t, i))
+    picked.sort(reverse=True)
+    return picked
+
+
+@pytest.mark.benchmark(group="check-spark")
+def test_check_spark_python_loop(benchmark, spark_loaded):
+    _, durations, start, _ = spark_loaded
+    args = (
+        NOW,
+        start.tolist(),
+        _stage_of_running().tolist(),
+        durations.tolist(),
+        [1] * len(start),
+        [False] * len(start),
+    )
+    picked = benchmark.pedantic(_python_loop_spark, args=args, rounds=3, iterations=1)
+    cutoff = _spark_cutoffs(durations)
+    assert len(picked) == int(np.count_nonzero(NOW - start > cutoff[_stage_of_running()]))
+
+
 @pytest.mark.benchmark(group="check-flink")
 def test_check_flink_detector(benchmark, flink_loaded):
     det, *_ = flink_loaded

@@ -37,3 +37,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A float as Python prints it ("nan", "inf", "1.0", "1e-09" aside), for error messages that
+/// show the caller's value.
+pub fn py_float(x: f64) -> String {
+    if x.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{x:?}")
+    }
+}

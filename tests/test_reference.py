@@ -599,3 +599,17 @@ def test_slow_nodes_is_empty_for_other_policies(detector_cls):
     _, tasks = stage_with(det, 2)
     det.start_many(tasks, 0.0, nodes=[1, 2])
     assert det.slow_nodes(5.0).tolist() == []
+
+
+def test_flink_infinite_baseline_times_zero_bytes_is_the_lower_bound(detector_cls):
+    # The median finished task read 0 bytes in 4 s: the baseline per byte is infinite. Only a
+    # 0-byte task can reach it, and its threshold as a time is the lower bound (inf x 0 → 0).
+    det = detector_cls(FlinkPolicy(baseline_ratio=0.3, baseline_multiplier=1.0,
+                                   baseline_lower_bound=2.0))
+    _, tasks = stage_with(det, 3, input_bytes=[0, 0, 10])
+    attempts = det.start_many(tasks, 0.0).tolist()
+    det.finish(attempts[0], 4.0)
+    assert len(det.check(1.0)) == 0  # under the lower bound
+    result = det.check(1e6)
+    assert tasks_of(result) == [tasks[1]]
+    assert result.threshold.tolist() == [2.0]

@@ -6,10 +6,10 @@ pub mod policy;
 pub mod stage;
 pub mod table;
 
-use crate::error::{Error, Result};
+use crate::error::{py_float, Error, Result};
 pub use policy::{Candidates, Context, Flink, Late, Policy, Smallpond, Spark, View};
 use stage::Stage;
-use table::{Live, Tasks};
+use table::{Beat, Live, Tasks};
 
 /// `now` of a batch call: one time for every row, or one per row.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,7 @@ fn finite_time(arg: &str, now: f64) -> Result<f64> {
     } else {
         Err(Error::value(
             arg,
-            format!("must be a finite time, got {now}"),
+            format!("must be a finite time, got {}", py_float(now)),
         ))
     }
 }
@@ -56,7 +56,7 @@ fn check_progress(progress: f64) -> Result<()> {
     } else {
         Err(Error::value(
             "progress",
-            format!("must be in [0, 1], got {progress}"),
+            format!("must be in [0, 1], got {}", py_float(progress)),
         ))
     }
 }
@@ -67,7 +67,7 @@ fn check_records(records: f64) -> Result<()> {
     } else {
         Err(Error::value(
             "records",
-            format!("must be a finite count >= 0, got {records}"),
+            format!("must be a finite count >= 0, got {}", py_float(records)),
         ))
     }
 }
@@ -281,12 +281,11 @@ impl Detector {
                 return Err(length_error("records", r.len(), rows));
             }
         }
-        // Pass 1 validates every row and advances the heartbeat times, logging the old ones
-        // so that a bad row anywhere undoes the whole batch. A row of an attempt that has
-        // already ended passes the value checks and is then ignored: a worker's last
-        // heartbeat may well arrive after its finish.
-        let mut undo: Vec<(u32, f64)> = Vec::with_capacity(rows);
-        let mut ignored = false;
+        // One pass validates and applies each row, logging what it overwrote, so that a bad
+        // row anywhere restores the whole batch. A row of an attempt that has already ended
+        // passes the value checks and is then ignored: a worker's last heartbeat may well
+        // arrive after its finish.
+        let mut undo: Vec<(u32, Beat)> = Vec::with_capacity(rows);
         let result = (|| -> Result<()> {
             for (row, &attempt) in attempts.iter().enumerate() {
                 let slot = self.live.slot_if_running(attempt)?;
@@ -298,45 +297,38 @@ impl Detector {
                     check_records(r[row])?;
                 }
                 let Some(slot) = slot else {
-                    ignored = true;
-                    undo.push((table::ENDED, f64::NAN));
                     continue;
                 };
-                let last = self.live.beat[slot];
-                if t < last {
+                let old = self.live.beat[slot];
+                if t < old.at {
                     return Err(Error::value(
                         "now",
-                        format!("{t} is earlier than attempt {attempt}'s last heartbeat or start at {last}"),
+                        format!(
+                            "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
+                            py_float(t),
+                            py_float(old.at)
+                        ),
                     ));
                 }
-                undo.push((slot as u32, last));
-                self.live.beat[slot] = t;
+                undo.push((slot as u32, old));
+                let ran = t - self.live.start[slot];
+                let beat = &mut self.live.beat[slot];
+                beat.at = t;
+                if let Some(p) = progress {
+                    beat.progress = p[row];
+                    beat.progress_rate = if ran > 0.0 { p[row] / ran } else { 0.0 };
+                }
+                if let Some(r) = records {
+                    beat.record_rate = if ran > 0.0 { r[row] / ran } else { 0.0 };
+                }
             }
             Ok(())
         })();
         if let Err(err) = result {
-            for &(slot, last) in undo.iter().rev() {
-                if slot != table::ENDED {
-                    self.live.beat[slot as usize] = last;
-                }
+            for &(slot, old) in undo.iter().rev() {
+                self.live.beat[slot as usize] = old;
             }
             return Err(err);
-        }
-        // Pass 2 cannot fail. Rates are computed here, once per heartbeat.
-        let live = &mut self.live;
-        for (row, &(slot, _)) in undo.iter().enumerate() {
-            if ignored && slot == table::ENDED {
-                continue;
-            }
-            let slot = slot as usize;
-            let ran = now.at(row) - live.start[slot];
-            if let Some(p) = progress {
-                live.progress[slot] = p[row];
-                live.progress_rate[slot] = if ran > 0.0 { p[row] / ran } else { 0.0 };
-            }
-            if let Some(r) = records {
-                live.record_rate[slot] = if ran > 0.0 { r[row] / ran } else { 0.0 };
-            }
         }
         Ok(())
     }
@@ -369,7 +361,7 @@ impl Detector {
     ) -> Result<bool> {
         let slot = self.live.slot(attempt)?;
         let now = finite_time("now", now)?;
-        let last = self.live.beat[slot];
+        let last = self.live.beat[slot].at;
         if now < last {
             return Err(Error::value(
                 "now",

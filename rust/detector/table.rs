@@ -75,6 +75,32 @@ impl Tasks {
     }
 }
 
+/// The latest heartbeat of a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Beat {
+    /// Time of the latest heartbeat (the start until the first one).
+    pub at: f64,
+    /// Latest reported progress in [0, 1]; NaN until one is reported.
+    pub progress: f64,
+    /// Progress per second up to the latest heartbeat that carried progress:
+    /// `progress / (that heartbeat's time − start)`; 0 until then or while that time is the
+    /// start. Computed when the heartbeat arrives, so a check does no division.
+    pub progress_rate: f64,
+    /// Records per second likewise, from the latest heartbeat that carried records.
+    pub record_rate: f64,
+}
+
+impl Beat {
+    fn new(start: f64) -> Beat {
+        Beat {
+            at: start,
+            progress: f64::NAN,
+            progress_rate: 0.0,
+            record_rate: 0.0,
+        }
+    }
+}
+
 /// The running attempts, one row (a "slot") each. `slot_of[attempt]` finds the row of an
 /// attempt id; an ended attempt keeps only that 4-byte entry, set to `ENDED`.
 #[derive(Debug, Default, Clone)]
@@ -84,16 +110,8 @@ pub struct Live {
     pub stage: Vec<u32>,
     pub node: Vec<u32>,
     pub start: Vec<f64>,
-    /// Time of the latest heartbeat (the start until the first one).
-    pub beat: Vec<f64>,
-    /// Latest reported progress in [0, 1]; NaN until one is reported.
-    pub progress: Vec<f64>,
-    /// Progress per second up to the latest heartbeat that carried progress:
-    /// `progress / (that heartbeat's time − start)`; 0 until then or while that time is the
-    /// start. Computed when the heartbeat arrives, so a check does no division.
-    pub progress_rate: Vec<f64>,
-    /// Records per second likewise, from the latest heartbeat that carried records.
-    pub record_rate: Vec<f64>,
+    /// What the heartbeats said, one row per attempt: a heartbeat touches one cache line.
+    pub beat: Vec<Beat>,
     /// Whether another attempt of the task was running when this one started.
     pub speculative: Vec<bool>,
     pub slot_of: Vec<u32>,
@@ -146,10 +164,7 @@ impl Live {
         self.stage.push(stage);
         self.node.push(node);
         self.start.push(start);
-        self.beat.push(start);
-        self.progress.push(f64::NAN);
-        self.progress_rate.push(0.0);
-        self.record_rate.push(0.0);
+        self.beat.push(Beat::new(start));
         self.speculative.push(speculative);
         id
     }
@@ -163,9 +178,6 @@ impl Live {
         self.node.swap_remove(slot);
         self.start.swap_remove(slot);
         self.beat.swap_remove(slot);
-        self.progress.swap_remove(slot);
-        self.progress_rate.swap_remove(slot);
-        self.record_rate.swap_remove(slot);
         self.speculative.swap_remove(slot);
         self.slot_of[ended] = ENDED;
         if slot < self.attempt.len() {
@@ -179,12 +191,8 @@ impl Live {
             + self.task.capacity() * 4
             + self.stage.capacity() * 4
             + self.node.capacity() * 4
-            + (self.start.capacity()
-                + self.beat.capacity()
-                + self.progress.capacity()
-                + self.progress_rate.capacity()
-                + self.record_rate.capacity())
-                * 8
+            + self.start.capacity() * 8
+            + self.beat.capacity() * std::mem::size_of::<Beat>()
             + self.speculative.capacity()
             + self.slot_of.capacity() * 4
     }

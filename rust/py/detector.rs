@@ -336,9 +336,18 @@ impl PyDetector {
         &self,
         py: Python<'_>,
         now: f64,
-        pending: u64,
-        slots: Option<u64>,
+        pending: i64,
+        slots: Option<i64>,
     ) -> PyResult<PyCandidates> {
+        let pending = u64::try_from(pending)
+            .map_err(|_| Error::value("pending", format!("must be >= 0, got {pending}")))?;
+        let slots = match slots {
+            None => None,
+            Some(n) => Some(
+                u64::try_from(n)
+                    .map_err(|_| Error::value("slots", format!("must be >= 0 or None, got {n}")))?,
+            ),
+        };
         let ctx = Context {
             now,
             pending,

@@ -73,7 +73,7 @@ impl Late {
                 continue;
             }
             rates.clear();
-            rates.extend(group.iter().map(|&slot| live.progress_rate[slot]));
+            rates.extend(group.iter().map(|&slot| live.beat[slot].progress_rate));
             // A selection, not a sort: linear in the stage's running attempts.
             let cut = linear_quantile(&mut rates, self.slow_task_quantile);
             let median = stage
@@ -83,12 +83,12 @@ impl Late {
             for &slot in group {
                 let task = live.task[slot] as usize;
                 let elapsed = ctx.now - live.start[slot];
-                let rate = live.progress_rate[slot];
+                let rate = live.beat[slot].progress_rate;
                 let slow = elapsed >= self.min_runtime && rate < cut;
                 if !slow || !tasks.is_speculatable(task) || tasks.running[task] != 1 {
                     continue;
                 }
-                let progress = live.progress[slot];
+                let progress = live.beat[slot].progress;
                 let progress = if progress.is_nan() { 0.0 } else { progress };
                 let time_left = if rate == 0.0 {
                     f64::INFINITY
@@ -141,7 +141,7 @@ impl Late {
                     live.stage[slot],
                     live.task[slot],
                     live.attempt[slot],
-                    live.progress_rate[slot],
+                    live.beat[slot].progress_rate,
                 )
             })
             .collect();

@@ -44,9 +44,6 @@ impl Smallpond {
             return Err(Error::value("min_samples", "must be at least 1, got 0"));
         }
         finite_in("probe_timeout", self.probe_timeout, 0.0, f64::MAX)?;
-        if self.max_retry_count == 0 {
-            return Err(Error::value("max_retry_count", "must be at least 1, got 0"));
-        }
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! `quantile` of the stage has succeeded.
 
 use super::{over_cutoff, Context, Pick, View};
-use crate::error::{Error, Result};
+use crate::error::{py_float, Error, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spark {
@@ -47,7 +47,7 @@ enum Path {
 impl Spark {
     pub fn validate(&self) -> Result<()> {
         finite_in("quantile", self.quantile, 0.0, 1.0)?;
-        positive("multiplier", self.multiplier)?;
+        finite_in("multiplier", self.multiplier, 0.0, f64::MAX)?;
         finite_in("min_runtime", self.min_runtime, 0.0, f64::MAX)?;
         if let Some(t) = self.task_duration_threshold {
             finite_in("task_duration_threshold", t, 0.0, f64::MAX)?;
@@ -59,7 +59,18 @@ impl Spark {
             ));
         }
         positive("process_rate_multiplier", self.process_rate_multiplier)?;
-        positive("long_run_task_factor", self.long_run_task_factor)?;
+        finite_in(
+            "process_rate_multiplier",
+            self.process_rate_multiplier,
+            0.0,
+            1.0,
+        )?;
+        finite_in(
+            "long_run_task_factor",
+            self.long_run_task_factor,
+            1.0,
+            f64::MAX,
+        )?;
         Ok(())
     }
 
@@ -143,7 +154,7 @@ impl Spark {
         } else {
             f64::INFINITY
         };
-        view.live.record_rate[slot] < self.process_rate_multiplier * stage_rate
+        view.live.beat[slot].record_rate < self.process_rate_multiplier * stage_rate
     }
 }
 
@@ -153,7 +164,7 @@ pub(crate) fn finite_in(arg: &str, x: f64, lo: f64, hi: f64) -> Result<()> {
     } else {
         Err(Error::value(
             arg,
-            format!("must be in [{lo}, {hi}], got {x}"),
+            format!("must be in [{lo}, {hi}], got {}", py_float(x)),
         ))
     }
 }
@@ -164,7 +175,7 @@ pub(crate) fn positive(arg: &str, x: f64) -> Result<()> {
     } else {
         Err(Error::value(
             arg,
-            format!("must be a positive number, got {x}"),
+            format!("must be a positive number, got {}", py_float(x)),
         ))
     }
 }
