@@ -5,15 +5,25 @@ speculation policies of Spark, Flink, smallpond and LATE run in a Rust core; a t
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
+from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
 from straggler._core import Candidates, Detector, __version__
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
+from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
 
 __all__ = [
+    "AttemptCancelled",
+    "AttemptContext",
+    "AttemptEvent",
     "Candidates",
     "Detector",
+    "ExecutorStats",
     "FlinkPolicy",
     "LatePolicy",
     "SmallpondPolicy",
     "SparkPolicy",
+    "SpeculativeExecutor",
     "__version__",
+    "current_attempt",
+    "heartbeat",
+    "options",
 ]

@@ -1,0 +1,204 @@
+"""What a task sees of the executor: ``heartbeat``, ``current_attempt``, ``options``.
+
+An attempt runs with an ``AttemptContext`` installed in its thread. The context's public part
+(task, attempt, speculative, node, staging_dir) pickles, so it reaches a worker process of a
+``ProcessPoolExecutor``; its live link to the executor (the cancel flag and the heartbeat slot)
+does not, so in another process ``heartbeat`` only validates its arguments and returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+__all__ = ["AttemptCancelled", "AttemptContext", "TaskOptions", "current_attempt", "heartbeat", "options"]
+
+
+class AttemptCancelled(BaseException):
+    """Raised by ``heartbeat()`` in an attempt whose task another attempt has already finished.
+
+    A ``BaseException``, like ``KeyboardInterrupt`` and (since Python 3.8) ``asyncio.CancelledError``,
+    for the same reason asyncio changed: a stop request must not be swallowed by the generic
+    ``except Exception`` of user code (retry loops, logging wrappers), or the losing attempt keeps
+    its worker busy. Clean-up still runs: ``finally`` blocks and context managers see it.
+    """
+
+
+class _Live(Protocol):
+    """The executor's side of a running attempt (its attempt record), shared with the task.
+
+    ``cancelled`` is set once by the executor; ``beat`` is replaced whole by the attempt (one
+    attribute store of a tuple, so the scheduler never reads a torn heartbeat).
+    """
+
+    cancelled: bool
+    beat: Optional[tuple[float, Optional[float], Optional[int]]]
+    clock: Callable[[], float]
+
+
+class _Current(Protocol):
+    """What the thread-local holds while an attempt runs: an ``AttemptContext`` (in a worker
+    process) or the executor's attempt record, which builds its context only when asked."""
+
+    _live: Optional[_Live]
+
+    def context(self) -> AttemptContext: ...
+
+
+@dataclass(frozen=True)
+class AttemptContext:
+    """The running attempt, as ``current_attempt()`` returns it.
+
+    ``attempt`` counts from 0 (the first attempt); ``speculative`` is True for a copy started
+    while another attempt of the task was running; ``node`` is the engine's node (0 on a thread
+    or process pool, which has no nodes to choose from); ``staging_dir`` is the directory this
+    attempt writes its output into (None unless the task was submitted with ``output=``).
+    """
+
+    task: int
+    attempt: int
+    speculative: bool
+    node: int
+    staging_dir: Optional[str]
+    # The live link; dropped when pickled (another process cannot reach the executor).
+    _live: Optional[_Live] = field(default=None, repr=False, compare=False)
+
+    def context(self) -> AttemptContext:
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_live"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+
+_local = threading.local()
+
+
+def current_attempt() -> Optional[AttemptContext]:
+    """The attempt running in this thread, or None outside a task."""
+    current = getattr(_local, "attempt", None)
+    return None if current is None else current.context()
+
+
+def _enter(current: _Current) -> Optional[_Current]:
+    previous = getattr(_local, "attempt", None)
+    _local.attempt = current
+    return previous
+
+
+def _leave(previous: Optional[_Current]) -> None:
+    _local.attempt = previous
+
+
+def heartbeat(progress: Optional[float] = None, records: Optional[int] = None) -> None:
+    """Report that the running attempt is alive, optionally with its progress and record count.
+
+    ``progress`` is the fraction done, in [0, 1]; ``records`` the records processed so far.
+    Raises ``AttemptCancelled`` when another attempt of this task has already finished, so a
+    losing attempt stops at its next heartbeat. Outside a task (or in another process than the
+    executor's) it only checks its arguments.
+    """
+    if progress is not None:
+        if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+            raise TypeError(f"progress must be a number in [0, 1] or None, got {progress!r}")
+        progress = float(progress)
+        if not 0.0 <= progress <= 1.0:  # also rejects NaN
+            raise ValueError(f"progress must be in [0, 1], got {progress!r}")
+    if records is not None:
+        if isinstance(records, bool) or not isinstance(records, int):
+            try:
+                records = int(records.__index__())  # numpy integers
+            except AttributeError:
+                raise TypeError(f"records must be a non-negative int or None, got {records!r}") from None
+        if records < 0:
+            raise ValueError(f"records must be >= 0, got {records!r}")
+    current = getattr(_local, "attempt", None)
+    if current is None:
+        return
+    live = current._live
+    if live is None:
+        return
+    if live.cancelled:
+        raise AttemptCancelled(f"task {current.context().task}: another attempt finished first")
+    live.beat = (live.clock(), progress, records)
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task options, as ``options()`` records them."""
+
+    stage: Optional[str] = None
+    num_tasks: Optional[int] = None
+    input_bytes: Optional[int] = None
+    speculatable: bool = True
+    output: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.stage is not None and not isinstance(self.stage, str):
+            raise TypeError(f"stage must be a str or None, got {self.stage!r}")
+        if self.num_tasks is not None:
+            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int):
+                raise TypeError(f"num_tasks must be an int or None, got {self.num_tasks!r}")
+            if self.num_tasks < 1:
+                raise ValueError(f"num_tasks must be >= 1, got {self.num_tasks!r}")
+        if self.input_bytes is not None:
+            if isinstance(self.input_bytes, bool) or not isinstance(self.input_bytes, int):
+                raise TypeError(f"input_bytes must be an int or None, got {self.input_bytes!r}")
+            if self.input_bytes < 0:
+                raise ValueError(f"input_bytes must be >= 0, got {self.input_bytes!r}")
+        if not isinstance(self.speculatable, bool):
+            raise TypeError(f"speculatable must be a bool, got {self.speculatable!r}")
+        if self.output is not None:
+            import os
+
+            if not isinstance(self.output, (str, os.PathLike)):
+                raise TypeError(f"output must be a path or None, got {self.output!r}")
+            path = os.fspath(self.output)
+            if not isinstance(path, str) or not path or os.path.basename(os.path.normpath(path)) in ("", ".", ".."):
+                raise ValueError(f"output must name a directory to create, got {self.output!r}")
+
+
+class _WithOptions:
+    """A function and its per-task options; calling it calls the function unchanged."""
+
+    __slots__ = ("fn", "options")
+
+    def __init__(self, fn: Callable[..., Any], task_options: TaskOptions) -> None:
+        self.fn = fn
+        self.options = task_options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"options({self.fn!r}, {self.options!r})"
+
+
+def options(
+    fn: Callable[..., Any],
+    *,
+    stage: Optional[str] = None,
+    num_tasks: Optional[int] = None,
+    input_bytes: Optional[int] = None,
+    speculatable: bool = True,
+    output: Optional[str] = None,
+) -> Callable[..., Any]:
+    """Wrap ``fn`` with per-task options for ``SpeculativeExecutor.submit``.
+
+    The wrapper never touches ``fn``'s own arguments. ``stage`` groups comparable tasks (the
+    default: one stage per executor); ``num_tasks`` is the stage's size when known;
+    ``input_bytes`` lets Flink's policy normalise durations; ``speculatable=False`` never copies
+    the task; with ``output=path`` each attempt writes into ``current_attempt().staging_dir``
+    and the first successful attempt's directory is renamed to ``path``.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {fn!r}")
+    if isinstance(fn, _WithOptions):
+        raise TypeError(f"fn already has options: {fn!r}")
+    return _WithOptions(fn, TaskOptions(stage, num_tasks, input_bytes, speculatable, output))

@@ -1,0 +1,798 @@
+"""``SpeculativeExecutor``: a ``concurrent.futures.Executor`` that copies its stragglers.
+
+How it runs:
+
+- ``submit`` queues the task's first attempt in a ready queue; up to ``max_workers`` *runners*
+  pull attempts from it. On a ``ThreadPoolExecutor`` engine a runner is a loop inside one of
+  the engine's threads that runs attempts back to back (no hop through the scheduler per task);
+  on any other engine (a ``ProcessPoolExecutor``…) a runner is one of our own driver threads
+  that hands each attempt to the engine and waits for it.
+- An attempt that ends settles its task at once, in the runner: the first success resolves
+  the Future (and commits its output), the other attempts of the task are told to stop, a
+  failure is retried or, at ``max_failures``, fails the Future.
+- One scheduler thread owns the Detector. Runners only append to its inbox (task added,
+  attempt started, attempt ended) and write heartbeats into their attempt's slot; every
+  ``interval`` the scheduler feeds the inbox and the heartbeats to the Detector, calls
+  ``check`` and queues the copies ``plan_copies`` (``_scheduling.py``) chooses.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from straggler._context import AttemptCancelled, AttemptContext, TaskOptions, _enter, _leave, _WithOptions
+from straggler._scheduling import Situation, plan_copies
+from straggler.policies import SparkPolicy
+
+__all__ = ["AttemptEvent", "ExecutorStats", "SpeculativeExecutor"]
+
+logger = logging.getLogger("straggler")
+logger.addHandler(logging.NullHandler())
+
+_KINDS = ("spark", "flink", "smallpond", "late")
+_UNKNOWN: Any = object()
+_DEFAULT_STAGE = "default"
+
+
+@dataclass(frozen=True)
+class ExecutorStats:
+    """Counts over the executor's life so far.
+
+    ``attempts`` counts every attempt started (first attempts, retries and copies);
+    ``speculative`` the copies started while another attempt of the task ran;
+    ``speculative_wins`` the tasks a copy finished first; ``failures`` the attempts that raised
+    (losers never count); ``killed`` the attempts that ended after their task was already done
+    (stopped by ``heartbeat`` or finished too late); ``wasted_seconds`` the run time of the
+    attempts that ended without producing the task's result (failed and killed ones).
+    """
+
+    tasks: int
+    attempts: int
+    speculative: int
+    speculative_wins: int
+    failures: int
+    killed: int
+    wasted_seconds: float
+
+
+@dataclass(frozen=True)
+class AttemptEvent:
+    """One line of the executor's timeline.
+
+    ``kind``: "start", "finish" (the task's winning attempt), "fail" (it raised; counts as a
+    failure) or "kill" (it ended after its task was done: stopped, or its result discarded).
+    ``time`` is on the executor's clock (``time.monotonic`` unless one was injected).
+    """
+
+    kind: str
+    time: float
+    task: int
+    attempt: int
+    stage: str
+    node: int
+    speculative: bool
+
+
+class _Task:
+    __slots__ = (
+        "id", "fn", "args", "kwargs", "future", "stage", "options", "done", "failures",
+        "running", "queued", "next_attempt", "det_id",
+    )
+
+    def __init__(self, task_id: int, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                 stage: str, task_options: Optional[TaskOptions]) -> None:
+        self.id = task_id
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.future: Future = Future()
+        self.stage = stage
+        self.options = task_options
+        self.done = False           # settled: won, failed for good, or cancelled
+        self.failures = 0
+        self.running: list[_Attempt] = []
+        self.queued = 0             # attempts of it in the ready queue
+        self.next_attempt = 1       # attempt numbers handed to retries and copies
+        self.det_id = -1            # the Detector's id, set by the scheduler thread
+
+
+class _Attempt:
+    """One attempt, and the live link its task sees (``cancelled``, ``beat``, ``clock``): one
+    object per attempt, because the executor's cost per task is what a no-op job measures."""
+
+    __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "engine_future",
+                 "detector_id", "beat_sent", "cancelled", "beat", "clock", "staging", "_context")
+
+    node = 0  # thread and process pools have no nodes to choose from
+
+    def __init__(self, task: _Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
+        self.task = task
+        self.number = number
+        self.speculative = speculative
+        self.clock = clock
+        self.start = clock()
+        self.end = math.nan
+        self.outcome = ""           # "finish" | "fail" | "kill" once ended
+        self.engine_future: Optional[Future] = None
+        self.detector_id = -1
+        self.beat_sent: Optional[tuple] = None
+        self.cancelled = False
+        self.beat: Optional[tuple] = None
+        self.staging: Optional[str] = None
+        self._context: Optional[AttemptContext] = None
+
+    @property
+    def _live(self) -> "_Attempt":
+        return self
+
+    def context(self) -> AttemptContext:
+        if self._context is None:
+            task = self.task
+            self._context = AttemptContext(task.id, self.number, self.speculative, self.node, self.staging, self)
+        return self._context
+
+
+# One queued attempt: (task, attempt number, speculative).
+_Entry = tuple
+
+
+def _call_in_attempt(fn: Callable[..., Any], current: Any, args: tuple, kwargs: dict) -> Any:
+    """Run ``fn`` with ``current`` as the running attempt; what an engine (maybe in another
+    process, then with an ``AttemptContext``) executes for every attempt handed to it."""
+    previous = _enter(current)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _leave(previous)
+
+
+class SpeculativeExecutor(concurrent.futures.Executor):
+    """Run tasks on ``executor`` (a private ``ThreadPoolExecutor(max_workers)`` by default) and
+    start speculative copies of the slow ones, as ``policy`` decides.
+
+    ``policy=None`` runs the same machinery without speculation (the baseline). ``interval`` is
+    the scheduler's check period (default: the policy's own interval; 0.1 s without a policy).
+    A task whose attempts fail ``max_failures`` times gets the last exception.
+    ``clock`` (default ``time.monotonic``) is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        executor: Optional[concurrent.futures.Executor] = None,
+        *,
+        max_workers: Optional[int] = None,
+        policy: Any = SparkPolicy(),
+        interval: Optional[float] = None,
+        max_failures: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if executor is not None and not isinstance(executor, concurrent.futures.Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor or None, got {executor!r}")
+        if max_workers is not None:
+            if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+                raise TypeError(f"max_workers must be an int or None, got {max_workers!r}")
+            if max_workers < 1:
+                raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
+        if policy is not None and getattr(policy, "kind", None) not in _KINDS:
+            raise TypeError(f"policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy or None, got {policy!r}")
+        if interval is None:
+            interval = float(policy.interval) if policy is not None else 0.1
+        else:
+            if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+                raise TypeError(f"interval must be a number of seconds or None, got {interval!r}")
+            if not (math.isfinite(interval) and interval > 0):
+                raise ValueError(f"interval must be a finite number of seconds > 0, got {interval!r}")
+        if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+            raise TypeError(f"max_failures must be an int, got {max_failures!r}")
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be >= 1, got {max_failures!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+
+        if executor is None:
+            slots = max_workers if max_workers is not None else min(32, (os.cpu_count() or 1) + 4)
+            engine: concurrent.futures.Executor = ThreadPoolExecutor(slots, thread_name_prefix="straggler-worker")
+        else:
+            engine = executor
+            engine_workers = getattr(executor, "_max_workers", None)
+            if max_workers is not None:
+                slots = max_workers
+            elif isinstance(engine_workers, int) and engine_workers > 0:
+                slots = engine_workers
+            else:
+                raise ValueError(
+                    f"max_workers: cannot tell how many workers {type(executor).__name__} has; pass max_workers"
+                )
+        self._engine = engine
+        self._own_engine = executor is None
+        # A ThreadPoolExecutor runs our runner loops in its own threads; any other engine gets
+        # one attempt at a time from a driver thread of ours (it may run it in another process).
+        self._in_process = isinstance(engine, ThreadPoolExecutor)
+        self._drivers = None if self._in_process else ThreadPoolExecutor(slots, thread_name_prefix="straggler-driver")
+        self._slots = slots
+        self._policy = policy
+        self._interval = float(interval)
+        self._max_failures = max_failures
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)   # runners ended / work arrived
+        self._shutdown = False
+        self._tasks: list[_Task] = []
+        self._stages: dict[str, Optional[int]] = {}       # name -> num_tasks
+        self._outputs: set[str] = set()
+        self._ready: collections.deque[_Entry] = collections.deque()
+        self._pending = 0          # first attempts and retries in the ready queue
+        self._active = 0           # attempts running or queued
+        self._spec_active = 0      # copies running or queued
+        self._runners = 0
+        # (ended?, attempt) in the order they happened; AttemptEvents are built when asked for.
+        self._log: list[tuple[bool, _Attempt]] = []
+        self._n_attempts = self._n_speculative = self._n_wins = self._n_failures = self._n_killed = 0
+        self._wasted = 0.0
+        # The scheduler's inbox: ("task", _Task) | ("start", _Attempt) | ("end", _Attempt), in
+        # the order they happened (appended under the lock).
+        self._inbox: collections.deque[tuple[str, Any]] = collections.deque()
+        self._scheduler_idle = False
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="straggler-scheduler", daemon=True)
+        self._scheduler.start()
+
+    # --- the concurrent.futures.Executor API -----------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        task_options: Optional[TaskOptions] = None
+        if isinstance(fn, _WithOptions):
+            task_options, fn = fn.options, fn.fn
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        stage = _DEFAULT_STAGE
+        output = None
+        num_tasks = None
+        if task_options is not None:
+            stage = task_options.stage if task_options.stage is not None else _DEFAULT_STAGE
+            num_tasks = task_options.num_tasks
+            if task_options.output is not None:
+                output = os.path.abspath(os.fspath(task_options.output))
+        task = _Task(-1, fn, args, kwargs, stage, task_options)  # outside the lock: a Future is not free
+        start_runner = False
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            known = self._stages.get(stage, _UNKNOWN)
+            if known is _UNKNOWN:
+                self._stages[stage] = num_tasks
+            elif num_tasks is not None and known != num_tasks:
+                raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}")
+            if output is not None:
+                if output in self._outputs:
+                    raise ValueError(f"output: another task of this executor already writes {output!r}")
+                if os.path.lexists(output):
+                    raise FileExistsError(f"output: {output!r} already exists")
+                self._outputs.add(output)
+            task.id = len(self._tasks)
+            self._tasks.append(task)
+            self._inbox.append(("task", task))
+            # _queue_locked(task, 0, speculative=False), inlined: this is the per-task path.
+            self._ready.append((task, 0, False))
+            task.queued = 1
+            self._active += 1
+            self._pending += 1
+            if self._scheduler_idle:
+                self._changed.notify_all()
+            if self._runners < self._slots:
+                self._runners += 1
+                start_runner = True
+        if start_runner:
+            self._start_runners(1)
+        return task.future
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
+            chunksize: int = 1, progress: bool = False) -> Iterator[Any]:
+        """Like ``Executor.map``; ``progress=True`` shows a tqdm bar of the finished tasks."""
+        end_time = None if timeout is None else timeout + time.monotonic()
+        futures = [self.submit(fn, *args) for args in zip(*iterables)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(futures))
+            bar_lock = threading.Lock()
+
+            def advance(_: Future) -> None:
+                with bar_lock:
+                    bar.update(1)
+
+            for future in futures:
+                future.add_done_callback(advance)
+
+        def results() -> Iterator[Any]:
+            try:
+                futures.reverse()
+                while futures:
+                    future = futures.pop()
+                    try:
+                        if end_time is None:
+                            yield future.result()
+                        else:
+                            yield future.result(end_time - time.monotonic())
+                    finally:
+                        future.cancel()  # a no-op once done; stops the rest on error or close
+            finally:
+                for future in futures:
+                    future.cancel()
+                if bar is not None:
+                    bar.close()
+
+        return results()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        unstarted: list[Future] = []
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                kept: collections.deque[_Entry] = collections.deque()
+                for entry in self._ready:
+                    task, number, speculative = entry
+                    # A first attempt still queued means the task never started; retries and
+                    # copies belong to running tasks and stay.
+                    if number == 0 and not speculative:
+                        self._unqueue_locked(task, speculative)
+                        task.done = True
+                        unstarted.append(task.future)
+                    else:
+                        kept.append(entry)
+                self._ready = kept
+            self._changed.notify_all()
+        # Out of the queue, no runner can start them; cancel outside the lock because
+        # Future.cancel() runs the callbacks.
+        for future in unstarted:
+            future.cancel()
+        if wait:
+            with self._changed:
+                while self._runners or self._ready:
+                    self._changed.wait()
+            self._scheduler.join()
+            if self._drivers is not None:
+                self._drivers.shutdown(wait=True)
+            if self._own_engine:
+                self._engine.shutdown(wait=True)
+        # With wait=False the scheduler thread shuts our engine down once the work is done: a
+        # copy or retry may still need a new runner until then.
+
+    # --- introspection ---------------------------------------------------------------------
+
+    def stats(self) -> ExecutorStats:
+        with self._lock:
+            return ExecutorStats(
+                tasks=len(self._tasks),
+                attempts=self._n_attempts,
+                speculative=self._n_speculative,
+                speculative_wins=self._n_wins,
+                failures=self._n_failures,
+                killed=self._n_killed,
+                wasted_seconds=self._wasted,
+            )
+
+    def events(self) -> list[AttemptEvent]:
+        """The attempts' starts and ends so far, in the order they happened."""
+        with self._lock:
+            log = list(self._log)
+        return [
+            AttemptEvent(attempt.outcome, attempt.end, attempt.task.id, attempt.number, attempt.task.stage,
+                         attempt.node, attempt.speculative)
+            if ended else
+            AttemptEvent("start", attempt.start, attempt.task.id, attempt.number, attempt.task.stage,
+                         attempt.node, attempt.speculative)
+            for ended, attempt in log
+        ]
+
+    @property
+    def policy(self) -> Any:
+        return self._policy
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    # --- the ready queue and the runners ------------------------------------------------------
+
+    def _queue_locked(self, task: _Task, number: int, *, speculative: bool, front: bool = False) -> None:
+        entry = (task, number, speculative)
+        if front:
+            self._ready.appendleft(entry)
+        else:
+            self._ready.append(entry)
+        task.queued += 1
+        self._active += 1
+        if speculative:
+            self._spec_active += 1
+        else:
+            self._pending += 1
+        if self._scheduler_idle:
+            self._changed.notify_all()
+
+    def _claim_runners_locked(self) -> int:
+        """How many new runners the ready queue needs; counted as started at once."""
+        wanted = min(self._slots - self._runners, len(self._ready))
+        if wanted <= 0:
+            return 0
+        self._runners += wanted
+        return wanted
+
+    def _start_runners(self, count: int) -> None:
+        pool = self._engine if self._drivers is None else self._drivers
+        for _ in range(count):
+            try:
+                pool.submit(self._run)
+            except RuntimeError:
+                # The engine was shut down under us; the runners already going drain the queue.
+                with self._changed:
+                    self._runners -= 1
+                    orphaned = self._runners == 0
+                    self._changed.notify_all()
+                if orphaned:
+                    self._fail_queue(RuntimeError(f"the engine {self._engine!r} was shut down"))
+
+    def _fail_queue(self, error: BaseException) -> None:
+        failed = []
+        with self._changed:
+            while self._ready:
+                task, number, speculative = self._ready.popleft()
+                self._unqueue_locked(task, speculative)
+                if not task.done:
+                    task.done = True
+                    failed.append(task.future)
+            self._changed.notify_all()
+        for future in failed:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)
+
+    def _unqueue_locked(self, task: _Task, speculative: bool) -> None:
+        task.queued -= 1
+        self._active -= 1
+        if speculative:
+            self._spec_active -= 1
+        else:
+            self._pending -= 1
+
+    def _run(self) -> None:
+        """A runner: run queued attempts until the queue is empty.
+
+        Settling an attempt and taking the next one share one hold of the lock; the Future is
+        resolved (its callbacks may submit) outside it, and the runner leaves only after that,
+        so ``shutdown(wait=True)`` never returns before every Future is resolved.
+        """
+        lock = self._lock
+        ended: Optional[tuple[_Attempt, Any, Optional[BaseException]]] = None
+        while True:
+            follow_up = None
+            with lock:
+                if ended is not None:
+                    follow_up = self._settle_locked(*ended)
+                    ended = None
+                attempt = self._next_locked()
+                if attempt is None and follow_up is None:
+                    self._runners -= 1
+                    self._changed.notify_all()
+                    return
+                if attempt is not None:
+                    # Taken now: the winner clears them from the task once it settles.
+                    task = attempt.task
+                    fn, args, kwargs = task.fn, task.args, task.kwargs
+            if follow_up is not None:
+                self._follow_up(follow_up)
+            if attempt is not None:
+                ended = (attempt, *self._execute(attempt, fn, args, kwargs))
+
+    def _next_locked(self) -> Optional[_Attempt]:
+        ready = self._ready
+        while ready:
+            task, number, speculative = ready.popleft()
+            task.queued -= 1
+            self._active -= 1
+            if speculative:
+                self._spec_active -= 1
+            else:
+                self._pending -= 1
+            if task.done:
+                continue  # a copy or retry whose task was settled meanwhile
+            if number == 0 and not task.future.set_running_or_notify_cancel():
+                task.done = True  # cancelled by its caller before it started
+                continue
+            # A copy started after its original ended (it failed meanwhile) is a plain retry.
+            speculative = speculative and bool(task.running)
+            attempt = _Attempt(task, number, speculative, self._clock)
+            task.running.append(attempt)
+            self._active += 1
+            if speculative:
+                self._spec_active += 1
+                self._n_speculative += 1
+            self._n_attempts += 1
+            self._inbox.append(("start", attempt))
+            self._log.append((False, attempt))
+            return attempt
+        return None
+
+    # --- one attempt ----------------------------------------------------------------------------
+
+    def _execute(self, attempt: _Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict
+                 ) -> tuple[Any, Optional[BaseException]]:
+        """Run one attempt; returns its result and its error (None if it returned)."""
+        task = attempt.task
+        result: Any = None
+        error: Optional[BaseException] = None
+        try:
+            if task.options is not None and task.options.output is not None:
+                attempt.staging = self._make_staging(task.options.output, task.id, attempt.number)
+            if self._drivers is None:
+                result = _call_in_attempt(fn, attempt, args, kwargs)
+            else:
+                engine_future = self._engine.submit(_call_in_attempt, fn, attempt.context(), args, kwargs)
+                attempt.engine_future = engine_future
+                if attempt.cancelled:
+                    engine_future.cancel()
+                result = engine_future.result()
+        except concurrent.futures.CancelledError:
+            error = AttemptCancelled(f"task {task.id}: another attempt finished first")
+        except BaseException as exc:  # like ThreadPoolExecutor: the task's error goes to its Future
+            error = exc
+        attempt.end = self._clock()
+        if error is not None and attempt.staging is not None:
+            shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
+            attempt.staging = None
+        return result, error
+
+    @staticmethod
+    def _make_staging(output: str, task_id: int, number: int) -> str:
+        output = os.path.abspath(os.fspath(output))
+        parent, name = os.path.split(output)
+        os.makedirs(parent, exist_ok=True)
+        # Beside the output, so the final rename stays on one filesystem and is atomic.
+        return tempfile.mkdtemp(prefix=f".{name}.straggler-t{task_id}a{number}-", dir=parent)
+
+    def _settle_locked(self, attempt: _Attempt, result: Any, error: Optional[BaseException]) -> Optional[tuple]:
+        """Decide what the ended attempt means for its task. Returns what is left to do outside
+        the lock (remove a losing staging directory, resolve the Future), or None."""
+        task = attempt.task
+        staging = attempt.staging
+        committed = False
+        resolve = None
+        task.running.remove(attempt)
+        self._active -= 1
+        if attempt.speculative:
+            self._spec_active -= 1
+        if task.done:
+            attempt.outcome = "kill"  # lost the race: its result or error is dropped
+        elif error is None:
+            if staging is not None:
+                try:
+                    os.rename(staging, os.path.abspath(os.fspath(task.options.output)))
+                    committed = True
+                except OSError as exc:
+                    error = exc
+            if error is None:
+                attempt.outcome = "finish"
+                task.done = True
+                self._n_wins += attempt.speculative
+                if task.running:
+                    self._stop_others_locked(task)
+                resolve = (task, result, None)
+        if not attempt.outcome:
+            attempt.outcome = "fail"
+            task.failures += 1
+            self._n_failures += 1
+            if task.failures >= self._max_failures:
+                task.done = True
+                self._stop_others_locked(task)
+                resolve = (task, None, error)
+            elif not task.running and not task.queued:
+                number = task.next_attempt
+                task.next_attempt += 1
+                self._queue_locked(task, number, speculative=False, front=True)
+        if attempt.outcome == "kill":
+            self._n_killed += 1
+        if attempt.outcome != "finish":
+            self._wasted += attempt.end - attempt.start
+        self._inbox.append(("end", attempt))
+        self._log.append((True, attempt))
+        if staging is not None and not committed:
+            return (staging, resolve)
+        if resolve is not None:
+            return (None, resolve)
+        return None
+
+    @staticmethod
+    def _follow_up(follow_up: tuple) -> None:
+        staging, resolve = follow_up
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if resolve is not None:
+            # Outside the lock: the Future runs its callbacks, which may submit again.
+            task, value, error = resolve
+            if error is None:
+                task.future.set_result(value)
+            else:
+                task.future.set_exception(error)
+            # Drop what the task held; the Future keeps the result.
+            task.fn = task.args = task.kwargs = None  # type: ignore[assignment]
+
+    def _stop_others_locked(self, task: _Task) -> None:
+        for other in task.running:
+            other.cancelled = True
+            if other.engine_future is not None:
+                other.engine_future.cancel()  # only helps before it started; running ones run on
+
+    # --- the scheduler thread ---------------------------------------------------------------
+
+    def _schedule_loop(self) -> None:
+        from straggler._core import Detector
+
+        # policy=None still feeds a Detector (one that never speculates): the baseline pays
+        # for the same machinery as the speculative runs it is compared with.
+        feed = _DetectorFeed(Detector(policy=self._policy))
+        try:
+            while True:
+                with self._changed:
+                    finished = self._shutdown and not self._runners and not self._ready
+                    if not finished:
+                        # Sleep until the next check; with nothing running, until work arrives.
+                        idle = not self._active and not self._inbox
+                        self._scheduler_idle = idle
+                        self._changed.wait(None if idle else self._interval)
+                        self._scheduler_idle = False
+                    inbox, self._inbox = self._inbox, collections.deque()
+                feed.drain(inbox)
+                if finished:
+                    break
+                if feed.running:
+                    self._check(feed)
+        except BaseException:  # pragma: no cover - a bug here must not pass silently
+            logger.exception("straggler scheduler stopped; no more speculative copies")
+            raise
+        if self._own_engine:
+            self._engine.shutdown(wait=False)
+        if self._drivers is not None:
+            self._drivers.shutdown(wait=False)
+
+    def _check(self, feed: "_DetectorFeed") -> None:
+        feed.send_heartbeats()
+        now = self._clock()
+        with self._lock:
+            pending = self._pending
+        answer = feed.detector.check(now, pending=pending, slots=self._slots)
+        if len(answer.task) == 0 or self._policy is None:
+            return
+        with self._lock:
+            attempts = {}
+            for det_task in answer.task.tolist():
+                task = feed.tasks[det_task]
+                attempts[det_task] = len(task.running) + task.queued
+            situation = Situation(
+                pending=self._pending,
+                free_slots=self._slots - self._active,
+                slots=self._slots,
+                attempts=attempts,
+                speculative_running=self._spec_active,
+            )
+            plan = plan_copies(answer, policy=self._policy, situation=situation)
+            started = []
+            for order in plan.copies:
+                task = feed.tasks[order.task]
+                if task.done:
+                    continue
+                number = task.next_attempt
+                task.next_attempt += 1
+                self._queue_locked(task, number, speculative=True)
+                started.append((task, number, order))
+            start = self._claim_runners_locked()
+        # Thread and process pools have no nodes to choose, so Flink's node blocking and LATE's
+        # slow nodes (plan.block_nodes, Situation.slow_nodes) have nothing to act on here.
+        for task, number, order in started:
+            logger.info(
+                "task %d of stage %s ran %.3g s > threshold %.3g s; starting copy (attempt %d)",
+                task.id, task.stage, order.elapsed, order.threshold, number,
+            )
+        self._start_runners(start)
+
+
+class _DetectorFeed:
+    """The scheduler thread's view of the Detector: registers stages and tasks, starts and ends
+    attempts in the order the runners reported them (batching runs of registrations and of
+    starts), and batches heartbeats."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.stages: dict[str, int] = {}
+        self.tasks: list[_Task] = []            # by Detector task id
+        self.running: dict[int, _Attempt] = {}  # Detector attempt id -> attempt
+
+    def drain(self, inbox: collections.deque) -> None:
+        import numpy as np
+
+        detector = self.detector
+        batch: list[Any] = []   # a run of registrations of one kind, or a run of starts
+        batch_key: Any = None
+
+        def flush() -> None:
+            if not batch:
+                return
+            if batch_key == "start":
+                ids = detector.start_many(
+                    np.fromiter((a.task.det_id for a in batch), np.int64, len(batch)),
+                    np.fromiter((a.start for a in batch), np.float64, len(batch)),
+                    nodes=np.fromiter((a.node for a in batch), np.int64, len(batch)),
+                )
+                for attempt, detector_id in zip(batch, ids.tolist()):
+                    attempt.detector_id = detector_id
+                    self.running[detector_id] = attempt
+            else:
+                stage, input_bytes, speculatable = batch_key
+                ids = detector.add_tasks(stage, len(batch), input_bytes=input_bytes, speculatable=speculatable)
+                for task, det_id in zip(batch, ids.tolist()):
+                    task.det_id = det_id
+                self.tasks.extend(batch)
+            batch.clear()
+
+        for kind, item in inbox:
+            if kind == "end":
+                flush()
+                attempt = item
+                del self.running[attempt.detector_id]
+                beat = attempt.beat
+                records = beat[2] if beat is not None else None
+                detector.finish(attempt.detector_id, attempt.end, ok=attempt.outcome == "finish", records=records)
+                continue
+            if kind == "start":
+                key: Any = "start"
+            else:
+                key = self._task_key(item)
+            if key != batch_key:
+                flush()
+                batch_key = key
+            batch.append(item)
+        flush()
+
+    def _task_key(self, task: _Task) -> tuple:
+        stage = self.stages.get(task.stage)
+        task_options = task.options
+        if stage is None:
+            num_tasks = task_options.num_tasks if task_options is not None else None
+            stage = self.detector.add_stage(num_tasks=num_tasks, name=task.stage)
+            self.stages[task.stage] = stage
+        if task_options is None:
+            return (stage, None, True)
+        return (stage, task_options.input_bytes, task_options.speculatable)
+
+    def send_heartbeats(self) -> None:
+        """One ``heartbeat_many`` per kind of heartbeat (with or without progress / records)."""
+        import numpy as np
+
+        groups: dict[tuple[bool, bool], list[tuple[int, float, Optional[float], Optional[int]]]] = {}
+        for detector_id, attempt in self.running.items():
+            beat = attempt.beat
+            if beat is None or beat is attempt.beat_sent:
+                continue
+            attempt.beat_sent = beat
+            now, progress, records = beat
+            groups.setdefault((progress is not None, records is not None), []).append(
+                (detector_id, now, progress, records)
+            )
+        for (has_progress, has_records), rows in groups.items():
+            ids, times, progress, records = zip(*rows)
+            self.detector.heartbeat_many(
+                np.asarray(ids, dtype=np.int64),
+                np.asarray(times, dtype=np.float64),
+                progress=np.asarray(progress, dtype=np.float64) if has_progress else None,
+                records=np.asarray(records, dtype=np.float64) if has_records else None,
+            )
