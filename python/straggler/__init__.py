@@ -9,6 +9,9 @@ from straggler._context import AttemptCancelled, AttemptContext, current_attempt
 from straggler._core import Candidates, Detector, __version__
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
+from straggler.simulation import SimulationResult, simulate
+# timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.
+from straggler.timeline import plot_timeline
 
 __all__ = [
     "AttemptCancelled",
@@ -19,6 +22,7 @@ __all__ = [
     "ExecutorStats",
     "FlinkPolicy",
     "LatePolicy",
+    "SimulationResult",
     "SmallpondPolicy",
     "SparkPolicy",
     "SpeculativeExecutor",
@@ -26,4 +30,6 @@ __all__ = [
     "current_attempt",
     "heartbeat",
     "options",
+    "plot_timeline",
+    "simulate",
 ]
