@@ -1,6 +1,7 @@
 """The ``straggler`` command line.
 
     python -m straggler demo      # a real job with injected stragglers, without and with speculation
+    python -m straggler simulate  # every policy against no speculation, in simulated time
 
 Subcommands live in ``_COMMANDS``; each is a function that adds its arguments to its parser
 and one that runs it, so ``simulate`` and others slot in beside ``demo``.
@@ -9,6 +10,8 @@ and one that runs it, so ``simulate`` and others slot in beside ``demo``.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import random
 import sys
 import time
@@ -74,6 +77,17 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", choices=sorted(_DEMO_POLICIES), default="spark",
                         help="the policy to compare with no speculation (default spark)")
     parser.add_argument("--seed", type=int, default=0, help="which tasks straggle (default 0)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar per job on stderr (needs tqdm: pip install 'straggler[progress]'; "
+                             "default: shown when tqdm is installed and stderr is a terminal)")
+
+
+def _tqdm_installed() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _DemoTask:
@@ -97,7 +111,7 @@ class _DemoTask:
 def _run_demo_job(args: argparse.Namespace, policy: Any, task: _DemoTask) -> dict[str, float]:
     start = time.monotonic()
     with sg.SpeculativeExecutor(max_workers=args.workers, policy=policy) as ex:
-        results = list(ex.map(task, range(args.tasks)))
+        results = list(ex.map(task, range(args.tasks), progress=args.progress))
     makespan = time.monotonic() - start
     if results != list(range(args.tasks)):  # pragma: no cover - would be a bug of ours
         raise RuntimeError("the demo job returned wrong results")
@@ -121,6 +135,10 @@ def _run_demo_job(args: argparse.Namespace, policy: Any, task: _DemoTask) -> dic
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.progress is None:
+        args.progress = _tqdm_installed() and sys.stderr.isatty()
+    elif args.progress and not _tqdm_installed():
+        _fail("demo", "--progress needs tqdm: pip install 'straggler[progress]'")
     rng = random.Random(args.seed)
     n_slow = round(args.tasks * args.slow_fraction)
     slow = {
@@ -149,10 +167,126 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- simulate -----------------------------------------------------------------------------------
+
+_SIM_POLICIES = ("spark", "spark4", "flink", "smallpond", "late")
+
+
+def _add_simulate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=_positive_int, default=2000, help="tasks in the job (default 2000)")
+    parser.add_argument("--nodes", type=_positive_int, default=100, help="nodes in the cluster (default 100)")
+    parser.add_argument("--slots-per-node", type=_positive_int, default=1,
+                        help="attempts a node runs at once (default 1)")
+    parser.add_argument("--slow-nodes", type=_count, default=10,
+                        help="how many nodes (chosen at random) are slow (default 10)")
+    parser.add_argument("--slow-factor", type=_number(1.0, 1e6), default=5.0,
+                        help="how many times longer an attempt takes on a slow node (default 5)")
+    parser.add_argument("--policy", action="append", choices=_SIM_POLICIES, metavar="P",
+                        help=f"a policy to compare with no speculation, with its peer system's defaults: "
+                             f"{', '.join(_SIM_POLICIES)}; repeat for several (default: all)")
+    parser.add_argument("--task-time", type=_number(0.0, 1e9, low_open=True), default=60.0,
+                        help="median task size in seconds on a healthy node (default 60; the policies' "
+                             "thresholds are in real seconds, e.g. Flink's 60 s lower bound)")
+    parser.add_argument("--distribution", choices=("lognormal", "pareto"), default="lognormal",
+                        help="task sizes: lognormal (log-spread --sigma) or pareto (tail index --shape); "
+                             "default lognormal")
+    parser.add_argument("--sigma", type=_number(0.0, 10.0), default=0.5,
+                        help="lognormal log-spread of task sizes (default 0.5)")
+    parser.add_argument("--shape", type=_number(1.0, 1e6, low_open=True), default=2.0,
+                        help="Pareto tail index of task sizes, > 1 (default 2)")
+    parser.add_argument("--failure-rate", type=_number(0.0, 0.99), default=0.0,
+                        help="chance that an attempt fails part way (default 0)")
+    parser.add_argument("--interval", type=_number(0.0, 1e6, low_open=True), default=None,
+                        help="seconds between checks (default: the policy's own, at least 1)")
+    parser.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
+    parser.add_argument("--runs", type=_positive_int, default=1,
+                        help="run seeds seed .. seed+runs-1 and report the means (default 1)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="write a timeline PNG of no speculation and the first --policy (late when "
+                             "none is given), for the first seed (needs matplotlib: pip install "
+                             "'straggler[plot]')")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.slow_nodes > args.nodes:
+        _fail("simulate", f"argument --slow-nodes: {args.slow_nodes} is more than --nodes {args.nodes}")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _fail("simulate", "argument --plot needs matplotlib: pip install 'straggler[plot]'")
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            _fail("simulate", f"argument --plot: no such directory: {folder!r}")
+    policies = list(dict.fromkeys(args.policy or _SIM_POLICIES))
+    settings = dict(
+        tasks=args.tasks, nodes=args.nodes, slow_nodes=args.slow_nodes, slow_factor=args.slow_factor,
+        distribution=args.distribution, failure_rate=args.failure_rate, slots_per_node=args.slots_per_node,
+        task_time=args.task_time, sigma=args.sigma, shape=args.shape, interval=args.interval,
+    )
+    spread = f"sigma {args.sigma:g}" if args.distribution == "lognormal" else f"shape {args.shape:g}"
+    seeds = list(range(args.seed, args.seed + args.runs))
+    print(
+        f"straggler simulate: {args.tasks} tasks ({args.distribution}, median {args.task_time:g} s, {spread}) "
+        f"on {args.nodes} nodes x {args.slots_per_node} slots; {args.slow_nodes} nodes {args.slow_factor:g}x slower; "
+        f"failure rate {args.failure_rate:g}; "
+        + (f"seed {args.seed}" if args.runs == 1 else f"means over seeds {seeds[0]}..{seeds[-1]}"),
+        flush=True,
+    )
+    runs: dict[str, list[Any]] = {}
+    for name in ["none", *policies]:
+        runs[name] = [sg.simulate(policy=None if name == "none" else name, seed=seed, **settings) for seed in seeds]
+
+    def mean(name: str, field: str) -> float:
+        return math.fsum(getattr(r, field) for r in runs[name]) / len(runs[name])
+
+    base = mean("none", "makespan")
+    header = ("policy", "makespan (s)", "vs none", "p99 task (s)", "copies", "wins", "wasted")
+    rows = []
+    for name in runs:
+        makespan = mean(name, "makespan")
+        count = "{:.0f}" if args.runs == 1 else "{:.1f}"
+        rows.append((
+            name, f"{makespan:.1f}", f"{makespan / base:.2f}x" if base > 0 else "-", f"{mean(name, 'task_p99'):.1f}",
+            count.format(mean(name, "speculative")), count.format(mean(name, "speculative_wins")),
+            f"{100 * mean(name, 'wasted_fraction'):.1f} %",
+        ))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print()
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    if args.plot is not None:
+        shown = policies[0] if args.policy else "late"
+        if shown not in runs:  # pragma: no cover - policies default to all of them
+            runs[shown] = [sg.simulate(policy=shown, seed=seeds[0], **settings)]
+        sg.plot_timeline({"no speculation": runs["none"][0], shown: runs[shown][0]}, args.plot,
+                         title=f"straggler simulate: no speculation vs {shown} (seed {seeds[0]})")
+        print(f"\ntimeline written to {args.plot}")
+    return 0
+
+
+def _fail(command: str, message: str) -> None:
+    """A bad argument found after parsing: one line on stderr, exit code 2 (as argparse)."""
+    sys.stderr.write(f"straggler {command}: error: {message}\n")
+    raise SystemExit(2)
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "demo": ("run a real job with injected stragglers, without and with speculation", _add_demo, _demo),
+    "simulate": ("simulate a job on a cluster with slow nodes, in virtual time: every policy against no "
+                 "speculation", _add_simulate, _simulate),
 }
 
 

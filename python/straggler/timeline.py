@@ -101,8 +101,8 @@ def _panel(ax: Any, events: Sequence[Any], *, label: Optional[str], slow_nodes: 
             np.column_stack([x1, y + height / 2]), np.column_stack([x0, y + height / 2]),
         ], axis=1)
         name, colour = _STYLES[key]
-        # A thin edge keeps back-to-back bars apart while there are few of them.
-        edge = "white" if len(bars) <= 2000 else colour
+        # A thin edge keeps back-to-back bars apart while rows are tall enough to show it.
+        edge = "white" if len(rows) <= 100 else colour
         ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors=edge, linewidths=0.3, zorder=2))
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.axvline(makespan, color="black", linewidth=0.8, linestyle="--", zorder=3)
@@ -172,11 +172,11 @@ def plot_timeline(
             slow = tuple(slow_nodes)
         panels.append((label if label is not None else own_label, events, slow))
 
-    # One row per node slot; tall enough to read a few dozen nodes, capped for big clusters.
+    # One row per node slot; tall enough to read a few dozen slots, capped for big clusters.
     heights = []
     for _, events, _ in panels:
-        nodes = {event.node for event in events}
-        heights.append(min(6.0, max(1.8, 0.9 + 0.16 * max(len(nodes), 1))))
+        rows = len(_lanes(_bars(events))[1])
+        heights.append(min(8.0, max(1.8, 0.9 + 0.14 * max(rows, 1))))
     figure = Figure(figsize=(width, sum(heights) + 1.3), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False,
