@@ -185,7 +185,7 @@ def _seconds(name: str, value: Any, *, low: float, low_open: bool = False, high:
 def _task_sizes(rng: np.random.Generator, n: int, distribution: str, median: float,
                 sigma: float, shape: float) -> np.ndarray:
     if distribution == "lognormal":
-        return rng.lognormal(mean=math.log(median), sigma=sigma, size=n)
+        return median * rng.lognormal(mean=0.0, sigma=sigma, size=n)  # sigma 0: exactly the median
     # Pareto (type I) with scale x_m has median x_m * 2**(1/shape); numpy's pareto is x/x_m - 1.
     scale = median / 2.0 ** (1.0 / shape)
     return scale * (1.0 + rng.pareto(shape, size=n))
