@@ -156,7 +156,9 @@ def plot_timeline(
         from matplotlib.patches import Patch
     except ImportError:
         raise ImportError("plot_timeline needs matplotlib: pip install 'straggler[plot]'") from None
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not (math.isfinite(width) and width > 0):
+    if isinstance(width, bool) or not isinstance(width, (int, float)):
+        raise TypeError(f"width must be a number of inches, got {width!r}")
+    if not (math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a positive number of inches, got {width!r}")
     path = os.fspath(path)
     if isinstance(timeline, Mapping):

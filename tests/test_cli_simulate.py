@@ -1,0 +1,103 @@
+"""``python -m straggler simulate`` (and the demo's progress option), run in a subprocess as users run it."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import pytest
+
+import straggler as sg
+
+SMALL = ["--tasks", "60", "--nodes", "10", "--slow-nodes", "2", "--slow-factor", "4", "--seed", "1"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "straggler", *args], capture_output=True, text=True, timeout=120)
+
+
+def table(stdout: str) -> dict[str, list[str]]:
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("policy"))
+    rows = {}
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        name, *cells = line.replace(" %", "%").split()
+        rows[name] = cells
+    return rows
+
+
+def test_help_at_every_level_names_the_commands_and_their_options():
+    top = run("--help")
+    assert top.returncode == 0 and "simulate" in top.stdout and "demo" in top.stdout
+    sim = run("simulate", "--help")
+    assert sim.returncode == 0
+    for option in ("--tasks", "--nodes", "--slow-nodes", "--slow-factor", "--policy", "--seed", "--plot", "--runs"):
+        assert option in sim.stdout
+    demo = run("demo", "--help")
+    assert demo.returncode == 0 and "--progress" in demo.stdout and "--no-progress" in demo.stdout
+
+
+def test_simulate_prints_each_policy_against_no_speculation_as_the_library_computes_it():
+    done = run("simulate", *SMALL, "--policy", "late", "--policy", "spark")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("straggler simulate: 60 tasks (lognormal, median 60 s, sigma 0.5) on 10 nodes")
+    rows = table(done.stdout)
+    assert list(rows) == ["none", "late", "spark"]
+    for name in rows:
+        r = sg.simulate(60, 10, 2, 4.0, policy=None if name == "none" else name, seed=1)
+        makespan, ratio, p99, copies, wins, wasted = rows[name]
+        assert float(makespan) == pytest.approx(r.makespan, abs=0.05)
+        assert float(p99) == pytest.approx(r.task_p99, abs=0.05)
+        assert (int(copies), int(wins)) == (r.speculative, r.speculative_wins)
+        assert float(wasted.rstrip("%")) == pytest.approx(100 * r.wasted_fraction, abs=0.05)
+    assert rows["none"][1] == "1.00x"
+
+
+def test_simulate_without_policy_compares_them_all_and_runs_average_seeds():
+    done = run("simulate", *SMALL, "--runs", "2")
+    assert done.returncode == 0, done.stderr
+    assert "means over seeds 1..2" in done.stdout
+    assert list(table(done.stdout)) == ["none", "spark", "spark4", "flink", "smallpond", "late"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["simulate", "--tasks", "0"], "--tasks"),
+        (["simulate", "--nodes", "x"], "--nodes"),
+        (["simulate", "--nodes", "4", "--slow-nodes", "5"], "--slow-nodes"),
+        (["simulate", "--slow-factor", "0.5"], "--slow-factor"),
+        (["simulate", "--policy", "hadoop"], "--policy"),
+        (["simulate", "--distribution", "normal"], "--distribution"),
+        (["simulate", "--failure-rate", "1"], "--failure-rate"),
+        (["simulate", "--seed", "-1"], "--seed"),
+        (["simulate", "--plot", "/no/such/folder/t.png"], "--plot"),
+        (["simulate", "--bogus"], "--bogus"),
+    ],
+)
+def test_bad_arguments_are_one_line_on_stderr_with_exit_code_2(args, named):
+    done = run(*args)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("straggler simulate: error:") or done.stderr.startswith("straggler: error:")
+    assert named in done.stderr
+
+
+def test_plot_writes_a_png_timeline(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "timeline.png"
+    done = run("simulate", *SMALL, "--policy", "late", "--plot", str(path))
+    assert done.returncode == 0, done.stderr
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # The IHDR chunk comes first: its width and height, big-endian, after the length and type.
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 800 and height >= 400
+    assert len(data) > 20_000  # bars were drawn, not an empty canvas
+    assert f"timeline written to {path}" in done.stdout
