@@ -107,6 +107,15 @@ def _panel(ax: Any, events: Sequence[Any], *, label: Optional[str], slow_nodes: 
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.axvline(makespan, color="black", linewidth=0.8, linestyle="--", zorder=3)
 
+    if len({node for node, _ in rows}) == 1:
+        # One node (a thread or process pool): the rows are the attempts running at once.
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([str(lane) for _, lane in rows], fontsize=7)
+        ax.set_ylabel(f"lane on node {rows[0][0]}")
+        title = f"makespan {makespan:.1f} s"
+        ax.set_title(f"{label}: {title}" if label else title, fontsize=10)
+        ax.grid(axis="x", linewidth=0.3, alpha=0.5)
+        return makespan
     # Label one row per node, thinned to about 40 labels.
     firsts = [r for r, (node, lane) in enumerate(rows) if lane == 0]
     step = max(1, math.ceil(len(firsts) / 40))
