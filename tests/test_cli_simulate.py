@@ -47,9 +47,11 @@ def test_simulate_prints_each_policy_against_no_speculation_as_the_library_compu
     assert done.stdout.startswith("straggler simulate: 60 tasks (lognormal, median 60 s, sigma 0.5) on 10 nodes")
     rows = table(done.stdout)
     assert list(rows) == ["none", "late", "spark"]
+    base = sg.simulate(60, 10, 2, 4.0, seed=1).makespan
     for name in rows:
         r = sg.simulate(60, 10, 2, 4.0, policy=None if name == "none" else name, seed=1)
         makespan, ratio, p99, copies, wins, wasted = rows[name]
+        assert ratio == f"{r.makespan / base:.2f}x"
         assert float(makespan) == pytest.approx(r.makespan, abs=0.05)
         assert float(p99) == pytest.approx(r.task_p99, abs=0.05)
         assert (int(copies), int(wins)) == (r.speculative, r.speculative_wins)

@@ -285,8 +285,8 @@ def _fail(command: str, message: str) -> None:
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "demo": ("run a real job with injected stragglers, without and with speculation", _add_demo, _demo),
-    "simulate": ("simulate a job on a cluster with slow nodes, in virtual time: every policy against no "
-                 "speculation", _add_simulate, _simulate),
+    "simulate": (("simulate a job on a cluster with slow nodes, in virtual time: every policy against no "
+                  "speculation"), _add_simulate, _simulate),
 }
 
 

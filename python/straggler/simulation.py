@@ -426,6 +426,7 @@ class _Simulation:
             node = choose_node(self.free_nodes, blocked=blocked)
             if node == -1:
                 return  # every free node is blocked; the release event dispatches again
+            assert node is not None  # free_nodes is a mapping: choose_node returns a node or -1
             self.start(pending.popleft(), node, now, False)
 
     # --- the scheduler's check ----------------------------------------------------------------
@@ -461,6 +462,7 @@ class _Simulation:
                 self.seq += 1
                 heapq.heappush(self.heap, (now + duration, self.seq, -1, True))
         for order in plan.copies:
+            assert order.node is not None  # placed on one of free_nodes
             self.start(order.task, order.node, now, True)
 
     def check_is_useful(self) -> bool:

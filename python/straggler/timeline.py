@@ -41,10 +41,10 @@ def _bars(events: Iterable[Any]) -> list[tuple[float, float, int, str, bool]]:
         if event.kind == "start":
             started[key] = (event.time, event.node, bool(event.speculative))
         else:
-            start = started.pop(key, None)
-            if start is None:
+            begun = started.pop(key, None)
+            if begun is None:
                 raise ValueError(f"events: {event.kind!r} of task {event.task} attempt {event.attempt} without a start")
-            bars.append((start[0], event.time, start[1], event.kind, start[2]))
+            bars.append((begun[0], event.time, begun[1], event.kind, begun[2]))
     for start, node, speculative in started.values():
         bars.append((start, last, node, "running", speculative))
     return bars
@@ -100,10 +100,10 @@ def _panel(ax: Any, events: Sequence[Any], *, label: Optional[str], slow_nodes: 
             np.column_stack([x0, y - height / 2]), np.column_stack([x1, y - height / 2]),
             np.column_stack([x1, y + height / 2]), np.column_stack([x0, y + height / 2]),
         ], axis=1)
-        name, colour = _STYLES[key]
+        colour = _STYLES[key][1]
         # A thin edge keeps back-to-back bars apart while rows are tall enough to show it.
         edge = "white" if len(rows) <= 100 else colour
-        ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors=edge, linewidths=0.3, zorder=2))
+        ax.add_collection(PolyCollection(list(verts), facecolors=colour, edgecolors=edge, linewidths=0.3, zorder=2))
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.axvline(makespan, color="black", linewidth=0.8, linestyle="--", zorder=3)
 
