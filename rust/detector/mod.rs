@@ -359,35 +359,83 @@ impl Detector {
         ok: bool,
         records: Option<f64>,
     ) -> Result<bool> {
-        let slot = self.live.slot(attempt)?;
-        let now = finite_time("now", now)?;
-        let last = self.live.beat[slot].at;
-        if now < last {
-            return Err(Error::value(
-                "now",
-                format!(
-                    "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
-                    py_float(now),
-                    py_float(last)
-                ),
-            ));
+        let r = records.map(|r| [r]);
+        let won = self.finish_many(
+            &[attempt],
+            Times::One(now),
+            Some(&[ok]),
+            r.as_ref().map(|r| &r[..]),
+        )?;
+        Ok(won[0])
+    }
+
+    /// Ends one attempt per row (`ok`: per row, all true when `None`). Returns, per row,
+    /// whether it was its task's first success, whose duration then enters the stage's
+    /// statistics. Every row is validated first; an attempt may end only once.
+    pub fn finish_many(
+        &mut self,
+        attempts: &[i64],
+        now: Times<'_>,
+        ok: Option<&[bool]>,
+        records: Option<&[f64]>,
+    ) -> Result<Vec<bool>> {
+        let rows = attempts.len();
+        now.check_len(rows)?;
+        if let Some(ok) = ok {
+            if ok.len() != rows {
+                return Err(length_error("ok", ok.len(), rows));
+            }
         }
         if let Some(r) = records {
-            check_records(r)?;
+            if r.len() != rows {
+                return Err(length_error("records", r.len(), rows));
+            }
         }
-        let task = self.live.task[slot] as usize;
-        let stage = self.live.stage[slot] as usize;
-        let duration = now - self.live.start[slot];
-        self.speculative_running -= u64::from(self.live.speculative[slot]);
-        self.live.remove(slot);
-        self.tasks.running[task] -= 1;
-        self.stages[stage].running -= 1;
-        let first_success = ok && !self.tasks.is_done(task);
-        if first_success {
-            self.tasks.set_done(task);
-            self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+        let mut seen = std::collections::HashSet::new();
+        for (row, &attempt) in attempts.iter().enumerate() {
+            let slot = self.live.slot(attempt)?;
+            if rows > 1 && !seen.insert(attempt) {
+                return Err(Error::value(
+                    "attempts",
+                    format!("end attempt {attempt} twice"),
+                ));
+            }
+            let t = finite_time("now", now.at(row))?;
+            let last = self.live.beat[slot].at;
+            if t < last {
+                return Err(Error::value(
+                    "now",
+                    format!(
+                        "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
+                        py_float(t),
+                        py_float(last)
+                    ),
+                ));
+            }
+            if let Some(r) = records {
+                check_records(r[row])?;
+            }
         }
-        Ok(first_success)
+        let mut won = Vec::with_capacity(rows);
+        for (row, &attempt) in attempts.iter().enumerate() {
+            // Validated above; rows before this one moved other slots, so look it up again.
+            let slot = self.live.slot(attempt)?;
+            let task = self.live.task[slot] as usize;
+            let stage = self.live.stage[slot] as usize;
+            let duration = now.at(row) - self.live.start[slot];
+            self.speculative_running -= u64::from(self.live.speculative[slot]);
+            self.live.remove(slot);
+            self.tasks.running[task] -= 1;
+            self.stages[stage].running -= 1;
+            let first_success = ok.is_none_or(|ok| ok[row]) && !self.tasks.is_done(task);
+            if first_success {
+                self.tasks.set_done(task);
+                let records = records.map(|r| r[row]);
+                self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+            }
+            won.push(first_success);
+        }
+        Ok(won)
     }
 
     /// Which running attempts to copy now. Changes nothing.

@@ -330,6 +330,26 @@ impl PyDetector {
         Ok(py.detach(|| self.lock().finish(attempt, now, ok, records))?)
     }
 
+    /// Ends one attempt per row; returns, per row, whether it was its task's first success.
+    /// `ok` is per row (all true when None); `records` per row when given.
+    #[pyo3(signature = (attempts, now, ok = None, records = None))]
+    fn finish_many(
+        &self,
+        py: Python<'_>,
+        attempts: Ints<'_>,
+        now: &Bound<'_, PyAny>,
+        ok: Option<Vec<bool>>,
+        records: Option<Floats<'_>>,
+    ) -> PyResult<Py<PyArray1<bool>>> {
+        let now = Now::extract(now)?;
+        let times = now.times()?;
+        let attempts = attempts.as_slice()?;
+        let records = slice_of(&records)?;
+        let ok = ok.as_deref();
+        let won = py.detach(|| self.lock().finish_many(attempts, times, ok, records))?;
+        Ok(won.into_pyarray(py).unbind())
+    }
+
     /// Which running attempts to copy now (changes nothing).
     #[pyo3(signature = (now, pending = 0, slots = None))]
     fn check(
