@@ -5,6 +5,6 @@ speculation policies of Spark, Flink, smallpond and LATE run in a Rust core; a t
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
-from straggler._core import __version__
+from straggler._core import QuantileSketch, __version__
 
-__all__ = ["__version__"]
+__all__ = ["QuantileSketch", "__version__"]

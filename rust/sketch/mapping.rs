@@ -88,6 +88,7 @@ impl CubicMapping {
     }
 
     /// The lower bound of the bin `key` (inclusive).
+    #[cfg(test)]
     pub fn lower_bound(&self, key: i64) -> f64 {
         let (exponent, significand) = self.lower_bound_parts(key);
         scale_by_power_of_two(significand, exponent)

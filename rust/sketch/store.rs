@@ -194,15 +194,6 @@ impl Store {
         }
     }
 
-    /// Collapses the lowest keys until at most `limit` bins are in use.
-    pub fn collapse_to(&mut self, limit: usize) {
-        if let Some((lo, hi)) = self.range() {
-            if self.width() > limit.max(1) {
-                self.prepare(lo, hi, limit);
-            }
-        }
-    }
-
     /// Rebuilds a store from decoded bins: `counts[i]` at key `first_key + i`. The caller has
     /// checked that the first and last counts are non-zero and that the total does not
     /// overflow.
@@ -296,16 +287,6 @@ mod tests {
         }
         assert_eq!(store.total(), 10_000);
         assert_eq!(store.bins().map(|(_, c)| c).sum::<u64>(), 10_000);
-    }
-
-    #[test]
-    fn collapse_to_shrinks_from_below() {
-        let mut store = Store::default();
-        for key in 0..6 {
-            store.add(key, 1, 100);
-        }
-        store.collapse_to(2);
-        assert_eq!(contents(&store), vec![(4, 5), (5, 1)]);
     }
 
     #[test]
