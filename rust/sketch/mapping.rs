@@ -53,24 +53,14 @@ impl CubicMapping {
         }
     }
 
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+
     /// The key of a finite, non-zero value's magnitude, given as the bits of `|x|`.
     #[inline(always)]
     pub fn key_of_abs_bits(&self, abs_bits: u64) -> i64 {
-        let (exponent, significand_bits) = if abs_bits >= MIN_NORMAL_BITS {
-            (
-                (abs_bits >> 52) as i64 - EXPONENT_BIAS,
-                abs_bits & SIGNIFICAND_MASK,
-            )
-        } else {
-            let scaled = (f64::from_bits(abs_bits) * SUBNORMAL_SCALE).to_bits();
-            (
-                (scaled >> 52) as i64 - EXPONENT_BIAS - 64,
-                scaled & SIGNIFICAND_MASK,
-            )
-        };
-        let s = f64::from_bits(significand_bits | ONE_BITS) - 1.0;
-        let log2 = ((A * s + B) * s + C) * s + exponent as f64;
-        floor_to_i64(log2 * self.multiplier)
+        key_as_f64(abs_bits, self.multiplier) as i64
     }
 
     /// The key of a finite, non-zero value (its sign is ignored).
@@ -111,12 +101,41 @@ impl CubicMapping {
     }
 }
 
-/// floor(x) as i64 without a libm call, so that the per-value path stays branch-free.
-/// Saturates like `as` for values outside the i64 range.
+/// The key of `|x|` (given as its bits; zero gives a meaningless key) as an integral f64.
+///
+/// Written with bit operations, selects and plain `*`/`+` only (no branch, no libm call, no
+/// fused multiply-add), so that the batch path vectorises it and every instruction set gives
+/// the same key as the one-value path. Subnormals are scaled by 2^64 into the normal range.
 #[inline(always)]
-fn floor_to_i64(x: f64) -> i64 {
-    let truncated = x as i64;
-    truncated - ((truncated as f64) > x) as i64
+pub fn key_as_f64(abs_bits: u64, multiplier: f64) -> f64 {
+    let subnormal = abs_bits < MIN_NORMAL_BITS;
+    let scaled =
+        (f64::from_bits(abs_bits) * if subnormal { SUBNORMAL_SCALE } else { 1.0 }).to_bits();
+    // The biased exponent as an f64, by the 2^52 trick: exact and vectorisable.
+    let biased = f64::from_bits((scaled >> 52) | TWO_POW_52_BITS) - TWO_POW_52;
+    let exponent = biased
+        - if subnormal {
+            EXPONENT_BIAS_F64 + 64.0
+        } else {
+            EXPONENT_BIAS_F64
+        };
+    let s = f64::from_bits((scaled & SIGNIFICAND_MASK) | ONE_BITS) - 1.0;
+    let log2 = ((A * s + B) * s + C) * s + exponent;
+    floor_small(log2 * multiplier)
+}
+
+const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
+const TWO_POW_52_BITS: u64 = 0x4330_0000_0000_0000;
+const EXPONENT_BIAS_F64: f64 = 1023.0;
+/// 1.5 * 2^52: adding and subtracting it rounds an f64 below 2^51 to an integer.
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
+
+/// floor(x) for |x| < 2^51 (keys are below 4e11), with adds and a compare only, so that it
+/// vectorises even on plain SSE2 (where `f64::floor` is a libm call).
+#[inline(always)]
+fn floor_small(x: f64) -> f64 {
+    let nearest = (x + ROUNDER) - ROUNDER;
+    nearest - if nearest > x { 1.0 } else { 0.0 }
 }
 
 /// The `s` in [0, 1) with `P(s) = y`, for y in [0, 1). P is increasing on [0, 1] (its
@@ -294,9 +313,26 @@ mod tests {
     }
 
     #[test]
-    fn floor_to_i64_matches_floor() {
-        for x in [-3.0, -2.5, -0.1, 0.0, 0.1, 2.5, 3.0, -1e15, 1e15 + 0.5] {
-            assert_eq!(floor_to_i64(x), x.floor() as i64, "{x}");
+    fn floor_small_matches_floor() {
+        for x in [
+            -3.0,
+            -2.5,
+            -0.1,
+            -0.0,
+            0.0,
+            0.1,
+            2.5,
+            3.0,
+            -1e14 - 0.5,
+            1e14 + 0.5,
+            4e11 + 0.75,
+        ] {
+            assert_eq!(floor_small(x), x.floor(), "{x}");
+        }
+        let mut x = -1000.0;
+        while x < 1000.0 {
+            assert_eq!(floor_small(x), x.floor(), "{x}");
+            x += 0.123;
         }
     }
 

@@ -7,13 +7,16 @@
 //!
 //! - `mapping`: value ↔ bin key (DataDog's cubically interpolated mapping).
 //! - `store`: dense bins that collapse their lowest keys first.
+//! - `batch`: the vectorised kernels of `add_many`.
 //! - `codec`: the versioned bytes format.
 
+mod batch;
 mod codec;
 mod mapping;
 mod store;
 
 use crate::error::{Error, Result};
+use batch::{summarize, BatchSummary, SlotPlan, SLOT_ZERO};
 use mapping::{CubicMapping, MIN_RELATIVE_ACCURACY};
 use store::{plan_limits, Store};
 
@@ -24,8 +27,9 @@ pub const DEFAULT_EXACT_LIMIT: usize = 1024;
 pub const MAX_MAX_BINS: usize = 1 << 20;
 pub const MAX_EXACT_LIMIT: usize = 1 << 24;
 
-const SIGN_BIT: u64 = 1 << 63;
-const EXPONENT_MASK: u64 = 0x7ff0_0000_0000_0000;
+/// Values per round of the batch path: slots of one chunk are computed (vectorised), then
+/// counted.
+const CHUNK: usize = 1024;
 
 /// How a quantile between two ranks is answered, with numpy's meanings (numpy.quantile's
 /// `method`).
@@ -88,18 +92,6 @@ impl Default for QuantileSketch {
             DEFAULT_EXACT_LIMIT,
         )
     }
-}
-
-/// What one pass over a batch learns: its sum and extremes, and where the signs change.
-#[derive(Debug, Clone, Copy)]
-struct BatchSummary {
-    sum: f64,
-    min: f64,
-    max: f64,
-    /// The smallest positive value (+inf when none) and the negative value closest to zero
-    /// (-inf when none): with `min` and `max` they bound the keys of each store.
-    min_positive: f64,
-    max_negative: f64,
 }
 
 impl QuantileSketch {
@@ -318,8 +310,9 @@ impl QuantileSketch {
         }
     }
 
-    /// Counts finite values in the bins: one pass to find the keys' range (from the batch's
-    /// extremes, the mapping being monotonic), one allocation, one branch-light pass.
+    /// Counts finite values in the bins. The batch's extremes bound its keys (the mapping is
+    /// monotonic), so the stores make room once; then, chunk by chunk, a vectorised pass
+    /// computes every value's slot and a tight loop counts them.
     fn bin_values(&mut self, values: &[f64], batch: &BatchSummary) {
         let mapping = &self.mapping;
         let positive =
@@ -328,40 +321,47 @@ impl QuantileSketch {
             (batch.min < 0.0).then(|| (-mapping.key(batch.min), -mapping.key(batch.max_negative)));
         let (positive_floor, negative_floor) = self.make_room(positive, negative);
 
-        let mapping = &self.mapping;
+        let multiplier = self.mapping.multiplier();
         let (positive_counts, positive_offset) = self.positive.window_mut();
         let (negative_counts, negative_offset) = self.negative.window_mut();
-        let mut zeros = 0u64;
-        let mut landed = [0u64; 2];
+        let plan = SlotPlan {
+            multiplier,
+            positive_floor: positive_floor as f64,
+            positive_offset: positive_offset as f64,
+            positive_len: positive_counts.len(),
+            negative_floor: negative_floor as f64,
+            negative_offset: negative_offset as f64,
+            negative_len: negative_counts.len(),
+        };
+        let positive_len = positive_counts.len();
+        let zero_slot = SLOT_ZERO as u32 as usize;
+        let (mut zeros, mut negatives) = (0u64, 0u64);
         let mut strays = Vec::new();
-        for &x in values {
-            let bits = x.to_bits();
-            let magnitude = bits & !SIGN_BIT;
-            if magnitude == 0 {
-                zeros += 1;
-                continue;
-            }
-            let key = mapping.key_of_abs_bits(magnitude);
-            let negative = bits >> 63 != 0;
-            let (counts, slot) = if negative {
-                let key = (-key).max(negative_floor);
-                (&mut *negative_counts, key.wrapping_sub(negative_offset))
-            } else {
-                let key = key.max(positive_floor);
-                (&mut *positive_counts, key.wrapping_sub(positive_offset))
-            };
-            // A negative difference wraps to a huge index and misses, like any key outside
-            // the window; neither happens for a monotonic mapping, but no count is lost if so.
-            match counts.get_mut(slot as usize) {
-                Some(count) => {
+        let mut slot_buffer = [0i32; CHUNK];
+        for chunk in values.chunks(CHUNK) {
+            let slots = &mut slot_buffer[..chunk.len()];
+            batch::slots(chunk, &plan, slots);
+            for (&slot, &x) in slots.iter().zip(chunk) {
+                // The negative markers become huge indices that miss both windows.
+                let slot = slot as u32 as usize;
+                if let Some(count) = positive_counts.get_mut(slot) {
                     *count += 1;
-                    landed[negative as usize] += 1;
+                } else if let Some(count) = negative_counts.get_mut(slot.wrapping_sub(positive_len))
+                {
+                    *count += 1;
+                    negatives += 1;
+                } else if slot == zero_slot {
+                    zeros += 1;
+                } else {
+                    // A key outside the windows: impossible for a monotonic mapping, but
+                    // counted the slow way rather than lost.
+                    strays.push(x);
                 }
-                None => strays.push(x),
             }
         }
-        self.positive.note_batch(landed[0]);
-        self.negative.note_batch(landed[1]);
+        let positives = values.len() as u64 - negatives - zeros - strays.len() as u64;
+        self.positive.note_batch(positives);
+        self.negative.note_batch(negatives);
         self.zeros += zeros;
         for x in strays {
             self.bin_one(x);
@@ -556,68 +556,6 @@ fn union(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
 
 fn width(range: Option<(i64, i64)>) -> usize {
     range.map_or(0, |(lo, hi)| (hi - lo) as usize + 1)
-}
-
-/// One pass over a batch: rejects a non-finite value, else returns the batch's sum and
-/// extremes. Eight independent accumulators per statistic keep the pass free of loop-carried
-/// latency (and let the compiler vectorise it).
-fn summarize(values: &[f64]) -> Result<BatchSummary> {
-    const LANES: usize = 8;
-    let mut sum = [0.0f64; LANES];
-    let mut min = [f64::INFINITY; LANES];
-    let mut max = [f64::NEG_INFINITY; LANES];
-    let mut min_positive = [f64::INFINITY; LANES];
-    let mut max_negative = [f64::NEG_INFINITY; LANES];
-    let mut non_finite = [false; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    let mut lane = |j: usize, x: f64| {
-        non_finite[j] |= x.to_bits() & EXPONENT_MASK == EXPONENT_MASK;
-        sum[j] += x;
-        min[j] = if x < min[j] { x } else { min[j] };
-        max[j] = if x > max[j] { x } else { max[j] };
-        let positive = if x > 0.0 { x } else { f64::INFINITY };
-        min_positive[j] = if positive < min_positive[j] {
-            positive
-        } else {
-            min_positive[j]
-        };
-        let negative = if x < 0.0 { x } else { f64::NEG_INFINITY };
-        max_negative[j] = if negative > max_negative[j] {
-            negative
-        } else {
-            max_negative[j]
-        };
-    };
-    for chunk in chunks {
-        for (j, &x) in chunk.iter().enumerate() {
-            lane(j, x);
-        }
-    }
-    for (j, &x) in rest.iter().enumerate() {
-        lane(j, x);
-    }
-    if non_finite.iter().any(|&bad| bad) {
-        let (index, x) = values
-            .iter()
-            .enumerate()
-            .find(|(_, x)| !x.is_finite())
-            .map_or((0, f64::NAN), |(i, x)| (i, *x));
-        return Err(Error::value(
-            "values",
-            format!("must all be finite, got {x} at index {index}"),
-        ));
-    }
-    Ok(BatchSummary {
-        sum: sum.iter().sum(),
-        min: min.iter().copied().fold(f64::INFINITY, f64::min),
-        max: max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        min_positive: min_positive.iter().copied().fold(f64::INFINITY, f64::min),
-        max_negative: max_negative
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max),
-    })
 }
 
 #[cfg(test)]
