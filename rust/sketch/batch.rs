@@ -5,6 +5,7 @@
 //! `*`/`+` in every version (no fused multiply-add), so every version gives the same bits.
 
 use super::mapping::key_as_f64;
+use super::show;
 use crate::error::{Error, Result};
 
 const SIGN_BIT: u64 = 1 << 63;
@@ -34,7 +35,7 @@ pub fn summarize(values: &[f64]) -> Result<BatchSummary> {
             .map_or((0, f64::NAN), |(i, x)| (i, *x));
         return Err(Error::value(
             "values",
-            format!("must all be finite, got {x} at index {index}"),
+            format!("must all be finite, got {} at index {index}", show(x)),
         ));
     }
     Ok(summary)

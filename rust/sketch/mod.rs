@@ -51,7 +51,7 @@ impl Method {
             "linear" => Ok(Method::Linear),
             other => Err(Error::value(
                 "method",
-                format!("must be 'lower', 'higher' or 'linear', got {other:?}"),
+                format!("must be 'lower', 'higher' or 'linear', got '{other}'"),
             )),
         }
     }
@@ -99,7 +99,10 @@ impl QuantileSketch {
         if !(MIN_RELATIVE_ACCURACY..1.0).contains(&relative_accuracy) {
             return Err(Error::value(
                 "relative_accuracy",
-                format!("must be in [{MIN_RELATIVE_ACCURACY:e}, 1), got {relative_accuracy}"),
+                format!(
+                    "must be in [{MIN_RELATIVE_ACCURACY:e}, 1), got {}",
+                    show(relative_accuracy)
+                ),
             ));
         }
         if !(1..=MAX_MAX_BINS).contains(&max_bins) {
@@ -188,7 +191,10 @@ impl QuantileSketch {
 
     pub fn add(&mut self, x: f64) -> Result<()> {
         if !x.is_finite() {
-            return Err(Error::value("x", format!("must be finite, got {x}")));
+            return Err(Error::value(
+                "x",
+                format!("must be finite, got {}", show(x)),
+            ));
         }
         let count = self.checked_count(1)?;
         if count <= self.exact_limit as u64 {
@@ -542,7 +548,21 @@ fn check_q(q: f64) -> Result<()> {
     if (0.0..=1.0).contains(&q) {
         Ok(())
     } else {
-        Err(Error::value("q", format!("must be in [0, 1], got {q}")))
+        Err(Error::value(
+            "q",
+            format!("must be in [0, 1], got {}", show(q)),
+        ))
+    }
+}
+
+/// A float the way Python prints it ("nan", "inf", "0.0"), for error messages.
+pub(crate) fn show(x: f64) -> String {
+    if x.is_nan() {
+        "nan".to_owned()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{x:?}")
     }
 }
 
