@@ -302,6 +302,17 @@ def test_non_finite_batch_is_rejected_whole(exact, bad):
 
 
 @pytest.mark.parametrize("exact", [True, False])
+def test_a_bad_value_deep_in_a_large_batch_is_rejected_whole(exact):
+    s = filled(exact)
+    before = s.to_bytes()
+    batch = lognormal(300_000, seed=2)
+    batch[250_000] = np.nan
+    with pytest.raises(ValueError, match="got nan at index 250000"):
+        s.add_many(batch)
+    assert s.to_bytes() == before
+
+
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("q", [-0.01, 1.01, float("nan"), float("inf")])
 def test_bad_q_is_rejected(exact, q):
     s = filled(exact)

@@ -30,6 +30,8 @@ pub const MAX_EXACT_LIMIT: usize = 1 << 24;
 /// Values per round of the batch path: slots of one chunk are computed (vectorised), then
 /// counted.
 const CHUNK: usize = 1024;
+/// Values per block of a large batch: checked, then binned while still in cache.
+const BLOCK: usize = 32 * 1024;
 
 /// How a quantile between two ranks is answered, with numpy's meanings (numpy.quantile's
 /// `method`).
@@ -216,17 +218,38 @@ impl QuantileSketch {
         if values.is_empty() {
             return Ok(());
         }
-        let batch = summarize(values)?;
         let count = self.checked_count(values.len() as u64)?;
         if count <= self.exact_limit as u64 {
+            let batch = summarize(values)?;
             self.exact.extend_from_slice(values);
             // A stable sort finds the sorted prefix and merges the new run into it.
             self.exact.sort_by(f64::total_cmp);
-        } else {
-            self.spill_exact();
-            self.bin_values(values, &batch);
+            self.absorb(count, &batch);
+            return Ok(());
         }
-        self.absorb(count, &batch);
+        // Block by block, so that each value is read from memory once, checked, and met again
+        // in cache to be binned. A bad value in a later block puts back the state of before
+        // (a copy of the sketch costs far less than a second pass over a large batch).
+        let backup = (values.len() > BLOCK).then(|| self.clone());
+        let mut added = self.count;
+        for block in values.chunks(BLOCK) {
+            let batch = match summarize(block) {
+                Ok(batch) => batch,
+                Err(_) => {
+                    if let Some(backup) = backup {
+                        *self = backup;
+                    }
+                    // Name the first bad value by its index in the whole batch.
+                    return Err(summarize(values)
+                        .err()
+                        .unwrap_or_else(|| Error::value("values", "must all be finite")));
+                }
+            };
+            self.spill_exact();
+            self.bin_values(block, &batch);
+            added += block.len() as u64;
+            self.absorb(added, &batch);
+        }
         Ok(())
     }
 
@@ -461,86 +484,159 @@ impl QuantileSketch {
     /// within `relative_accuracy` after. NaN when empty.
     pub fn quantile(&self, q: f64, method: Method) -> Result<f64> {
         check_q(q)?;
-        Ok(self.quantile_unchecked(q, method))
+        Ok(self
+            .quantiles_unchecked(&[q], method)
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN))
     }
 
-    /// `quantile` of each q; all are checked before any is answered.
+    /// `quantile` of each q; all are checked before any is answered. The ranks they need
+    /// are found in one walk over the bins.
     pub fn quantiles(&self, qs: &[f64], method: Method) -> Result<Vec<f64>> {
         for &q in qs {
             check_q(q)?;
         }
-        Ok(qs
-            .iter()
-            .map(|&q| self.quantile_unchecked(q, method))
-            .collect())
+        Ok(self.quantiles_unchecked(qs, method))
     }
 
-    fn quantile_unchecked(&self, q: f64, method: Method) -> f64 {
+    fn quantiles_unchecked(&self, qs: &[f64], method: Method) -> Vec<f64> {
         if self.count == 0 {
-            return f64::NAN;
+            return vec![f64::NAN; qs.len()];
         }
         // numpy.quantile: the virtual index (n - 1) q, in floating point as numpy does it.
         let last = (self.count - 1) as f64;
-        let virtual_index = last * q;
-        match method {
-            Method::Lower => self.value_at_rank(virtual_index.floor() as u64),
-            Method::Higher => self.value_at_rank(virtual_index.ceil() as u64),
-            Method::Linear => {
-                if virtual_index >= last {
-                    return self.value_at_rank(self.count - 1);
+        let needs: Vec<RankNeed> = qs
+            .iter()
+            .map(|&q| {
+                let virtual_index = last * q;
+                match method {
+                    Method::Lower => RankNeed::one(virtual_index.floor() as u64),
+                    Method::Higher => RankNeed::one(virtual_index.ceil() as u64),
+                    Method::Linear if virtual_index >= last => RankNeed::one(self.count - 1),
+                    Method::Linear => {
+                        let below = virtual_index.floor();
+                        RankNeed {
+                            rank: below as u64,
+                            t: Some(virtual_index - below),
+                        }
+                    }
                 }
-                let below = virtual_index.floor();
-                let t = virtual_index - below;
-                let a = self.value_at_rank(below as u64);
-                let b = self.value_at_rank(below as u64 + 1);
-                // numpy's _lerp, operation for operation, so exact mode matches it bit for bit.
-                let d = b - a;
-                if t >= 0.5 {
-                    b - d * (1.0 - t)
-                } else {
-                    a + d * t
+            })
+            .collect();
+        let mut ranks: Vec<u64> = needs
+            .iter()
+            .flat_map(|need| [need.rank, need.rank.saturating_add(need.t.is_some() as u64)])
+            .collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        let values = self.values_at_sorted_ranks(&ranks);
+        let value_of = |rank: u64| {
+            ranks
+                .binary_search(&rank)
+                .ok()
+                .and_then(|i| values.get(i))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        needs
+            .iter()
+            .map(|need| match need.t {
+                None => value_of(need.rank),
+                Some(t) => {
+                    let (a, b) = (value_of(need.rank), value_of(need.rank + 1));
+                    // numpy's _lerp, operation for operation: exact mode matches it bit for bit.
+                    let d = b - a;
+                    if t >= 0.5 {
+                        b - d * (1.0 - t)
+                    } else {
+                        a + d * t
+                    }
                 }
-            }
-        }
+            })
+            .collect()
     }
 
     /// The rank-th smallest value (0-based; ranks past the end give the largest): exact while
     /// every value is kept, within `relative_accuracy` after. NaN when empty.
     pub fn value_at_rank(&self, rank: u64) -> f64 {
+        self.values_at_sorted_ranks(&[rank])
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// The value at each rank (ascending ranks), in one walk over the bins.
+    fn values_at_sorted_ranks(&self, ranks: &[u64]) -> Vec<f64> {
         if self.count == 0 {
-            return f64::NAN;
+            return vec![f64::NAN; ranks.len()];
         }
-        let rank = rank.min(self.count - 1);
+        let last = self.count - 1;
         if self.is_exact() {
-            let index = usize::try_from(rank).unwrap_or(usize::MAX);
-            return self.exact.get(index).copied().unwrap_or(self.max);
+            return ranks
+                .iter()
+                .map(|&rank| {
+                    let index = usize::try_from(rank.min(last)).unwrap_or(usize::MAX);
+                    self.exact.get(index).copied().unwrap_or(self.max)
+                })
+                .collect();
         }
-        if rank == 0 {
-            return self.min;
-        }
-        if rank == self.count - 1 {
-            return self.max;
-        }
-        // Clamping to [min, max] can only move an estimate towards the true value.
-        let clamp = |v: f64| v.max(self.min).min(self.max);
+        // The extremes are known exactly; clamping to them can only move an estimate towards
+        // the true value.
+        let estimate = |rank: u64, bin_value: f64| {
+            if rank == 0 {
+                self.min
+            } else if rank >= last {
+                self.max
+            } else {
+                bin_value.max(self.min).min(self.max)
+            }
+        };
+        let mut out = Vec::with_capacity(ranks.len());
+        let mut pending = ranks.iter().copied().peekable();
         let mut seen = 0u64;
-        for (key, count) in self.negative.bins() {
-            seen += count;
-            if rank < seen {
-                return clamp(-self.mapping.value(-key));
+        // Values in ascending order: negative bins (negated keys ascend), zeros, positive bins.
+        let (negative_counts, negative_first) = self.negative.used_counts();
+        let (positive_counts, positive_first) = self.positive.used_counts();
+        let runs = [
+            (negative_counts, negative_first, true),
+            (&[self.zeros][..], 0, false),
+            (positive_counts, positive_first, false),
+        ];
+        for (run, (counts, first_key, negated)) in runs.into_iter().enumerate() {
+            for (i, &count) in counts.iter().enumerate() {
+                if count == 0 {
+                    continue;
+                }
+                seen += count;
+                while let Some(rank) = pending.next_if(|&rank| rank < seen) {
+                    let key = first_key + i as i64;
+                    let bin_value = match (run, negated) {
+                        (1, _) => 0.0,
+                        (_, true) => -self.mapping.value(-key),
+                        _ => self.mapping.value(key),
+                    };
+                    out.push(estimate(rank, bin_value));
+                }
+                if pending.peek().is_none() {
+                    return out;
+                }
             }
         }
-        seen += self.zeros;
-        if rank < seen {
-            return 0.0;
-        }
-        for (key, count) in self.positive.bins() {
-            seen += count;
-            if rank < seen {
-                return clamp(self.mapping.value(key));
-            }
-        }
-        self.max
+        out.extend(pending.map(|_| self.max));
+        out
+    }
+}
+
+/// The rank a quantile needs, and for linear interpolation the weight of the next rank.
+struct RankNeed {
+    rank: u64,
+    t: Option<f64>,
+}
+
+impl RankNeed {
+    fn one(rank: u64) -> Self {
+        RankNeed { rank, t: None }
     }
 }
 

@@ -60,6 +60,17 @@ impl Store {
             .filter(|(_, count)| *count > 0)
     }
 
+    /// The counts of the keys in use, from the first to the last (zeros included), and the
+    /// first key.
+    pub fn used_counts(&self) -> (&[u64], i64) {
+        let Some((lo, hi)) = self.range() else {
+            return (&[], 0);
+        };
+        let start = (lo - self.offset) as usize;
+        let end = (hi - self.offset) as usize + 1;
+        (self.counts.get(start..end).unwrap_or(&[]), lo)
+    }
+
     /// The counts of every key from the first to the last in use, zeros included.
     pub fn dense_counts(&self) -> impl Iterator<Item = u64> + '_ {
         let (lo, hi) = self.range().unwrap_or((0, -1));

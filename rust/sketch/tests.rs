@@ -509,3 +509,21 @@ fn huge_counts_do_not_overflow() {
     let back = QuantileSketch::from_bytes(&before).expect("valid");
     assert_eq!(back.count(), 1 << 63);
 }
+
+#[test]
+fn a_bad_value_deep_in_a_large_batch_leaves_the_sketch_unchanged() {
+    for already in [10, 5000] {
+        let mut sketch = QuantileSketch::new(0.01, 2048, 1024).expect("valid");
+        sketch.add_many(&mixed_values(already, 3)).expect("finite");
+        let before = sketch.to_bytes();
+        let mut batch = mixed_values(200_000, 4);
+        batch[150_001] = f64::NAN;
+        let err = sketch.add_many(&batch).expect_err("nan");
+        assert_eq!(
+            err.to_string(),
+            "values must all be finite, got nan at index 150001"
+        );
+        assert_eq!(sketch.to_bytes(), before);
+        assert_eq!(sketch.is_exact(), already <= 1024);
+    }
+}
