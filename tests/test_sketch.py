@@ -88,9 +88,9 @@ def test_bad_settings_raise_value_error_naming_the_argument(kwargs, name):
     assert str(next(iter(kwargs.values()))) in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_bins": -1}, {"exact_limit": -1}])
-def test_negative_sizes_are_rejected(kwargs):
-    with pytest.raises(OverflowError):
+@pytest.mark.parametrize(("kwargs", "name"), [({"max_bins": -1}, "max_bins"), ({"exact_limit": -1}, "exact_limit")])
+def test_negative_sizes_raise_value_error_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"{name} must be in .*, got -1"):
         QuantileSketch(**kwargs)
 
 

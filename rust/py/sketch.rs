@@ -10,8 +10,10 @@ use numpy::{AllowTypeChange, PyArray1, PyArrayLike1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::error::Error;
 use crate::sketch::{
     Method, QuantileSketch, DEFAULT_EXACT_LIMIT, DEFAULT_MAX_BINS, DEFAULT_RELATIVE_ACCURACY,
+    MAX_EXACT_LIMIT, MAX_MAX_BINS,
 };
 
 /// Streaming quantiles: exact (numpy's definitions) while at most `exact_limit` values were
@@ -63,14 +65,24 @@ fn with_values<R>(
 #[pymethods]
 impl PyQuantileSketch {
     #[new]
-    #[pyo3(signature = (relative_accuracy = DEFAULT_RELATIVE_ACCURACY, max_bins = DEFAULT_MAX_BINS, exact_limit = DEFAULT_EXACT_LIMIT))]
-    fn new(relative_accuracy: f64, max_bins: usize, exact_limit: usize) -> PyResult<Self> {
+    #[pyo3(signature = (relative_accuracy = DEFAULT_RELATIVE_ACCURACY, max_bins = DEFAULT_MAX_BINS as i64, exact_limit = DEFAULT_EXACT_LIMIT as i64))]
+    fn new(relative_accuracy: f64, max_bins: i64, exact_limit: i64) -> PyResult<Self> {
+        // Taken as i64 so that a negative size is a ValueError naming it, like any bad size.
+        let max_bins = usize::try_from(max_bins).map_err(|_| {
+            Error::value(
+                "max_bins",
+                format!("must be in [1, {MAX_MAX_BINS}], got {max_bins}"),
+            )
+        })?;
+        let exact_limit = usize::try_from(exact_limit).map_err(|_| {
+            Error::value(
+                "exact_limit",
+                format!("must be in [0, {MAX_EXACT_LIMIT}], got {exact_limit}"),
+            )
+        })?;
+        let sketch = QuantileSketch::new(relative_accuracy, max_bins, exact_limit)?;
         Ok(PyQuantileSketch {
-            inner: Mutex::new(QuantileSketch::new(
-                relative_accuracy,
-                max_bins,
-                exact_limit,
-            )?),
+            inner: Mutex::new(sketch),
         })
     }
 
