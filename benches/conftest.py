@@ -13,13 +13,6 @@ SEED = 20240601
 FIGURES: dict[str, dict[str, float]] = {}
 
 
-def pytest_collect_file(file_path, parent):
-    """Collect `bench_*.py` here (the project's test run only looks at `tests/`)."""
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
-        return pytest.Module.from_parent(parent, path=file_path)
-    return None
-
-
 @pytest.fixture(scope="session")
 def lognormal_values() -> np.ndarray:
     """1e6 lognormal float64 values (sigma 1.5): a skewed, task-duration-like workload."""

@@ -213,6 +213,13 @@ impl Detector {
                 format!("{task} has already succeeded"),
             ));
         }
+        // Far beyond any real job; it keeps the running count within its bits.
+        if self.tasks.running(t) >= 1 << 20 {
+            return Err(Error::value(
+                "task",
+                format!("{task} has too many running attempts"),
+            ));
+        }
         Ok(t)
     }
 
@@ -246,13 +253,13 @@ impl Detector {
         for (row, &task) in tasks.iter().enumerate() {
             let t = task as usize;
             let node = nodes.map_or(0, |n| n[row] as u32);
-            let speculative = self.tasks.running[t] > 0;
+            let speculative = self.tasks.running(t) > 0;
             let stage = self.tasks.stage[t];
             let id = self
                 .live
                 .push(t as u32, stage, node, now.at(row), speculative);
             self.speculative_running += u64::from(speculative);
-            self.tasks.running[t] += 1;
+            self.tasks.started_one(t);
             self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
             self.tasks.newest[t] = id;
             self.stages[stage as usize].running += 1;
@@ -425,7 +432,7 @@ impl Detector {
             let duration = now.at(row) - self.live.start[slot];
             self.speculative_running -= u64::from(self.live.speculative[slot]);
             self.live.remove(slot);
-            self.tasks.running[task] -= 1;
+            self.tasks.ended_one(task);
             self.stages[stage].running -= 1;
             let first_success = ok.is_none_or(|ok| ok[row]) && !self.tasks.is_done(task);
             if first_success {
@@ -468,7 +475,7 @@ impl Detector {
     }
 
     pub fn running(&self, task: i64) -> Result<u32> {
-        Ok(self.tasks.running[self.tasks.index(task)?])
+        Ok(self.tasks.running(self.tasks.index(task)?))
     }
 
     pub fn stage_stats(&self, stage: i64) -> Result<StageStats> {
