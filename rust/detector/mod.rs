@@ -497,13 +497,15 @@ impl Detector {
         })
     }
 
-    /// Bytes held: the live table, the task table and every stage's statistics.
-    pub fn memory_bytes(&self) -> (usize, usize, usize) {
-        (
+    /// Bytes held: the live table (rows of running attempts), the attempt-id index (4 per
+    /// attempt ever started), the task table and every stage's statistics.
+    pub fn memory_bytes(&self) -> [usize; 4] {
+        [
             self.live.memory_bytes(),
+            self.live.index_bytes(),
             self.tasks.memory_bytes(),
             self.stages.iter().map(Stage::memory_bytes).sum(),
-        )
+        ]
     }
 }
 

@@ -215,7 +215,11 @@ impl Live {
             + self.start.capacity() * 8
             + self.beat.capacity() * std::mem::size_of::<Beat>()
             + self.speculative.capacity()
-            + self.slot_of.capacity() * 4
+    }
+
+    /// Bytes of the attempt-id index: 4 per attempt ever started, ended ones included.
+    pub fn index_bytes(&self) -> usize {
+        self.slot_of.capacity() * 4
     }
 }
 

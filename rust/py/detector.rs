@@ -408,11 +408,13 @@ impl PyDetector {
         Ok(d)
     }
 
-    /// Bytes held now: {"live": ..., "tasks": ..., "stages": ...}.
+    /// Bytes held now: {"live": rows of running attempts, "attempt_index": 4 per attempt
+    /// ever started, "tasks": the task table, "stages": every stage's statistics}.
     fn memory_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (live, tasks, stages) = py.detach(|| self.lock().memory_bytes());
+        let [live, index, tasks, stages] = py.detach(|| self.lock().memory_bytes());
         let d = PyDict::new(py);
         d.set_item("live", live)?;
+        d.set_item("attempt_index", index)?;
         d.set_item("tasks", tasks)?;
         d.set_item("stages", stages)?;
         Ok(d)
