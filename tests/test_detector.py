@@ -77,6 +77,7 @@ def test_heartbeat_many_accepts_lists_scalars_and_other_dtypes():
     "call, exc, words",
     [
         (lambda d: d.finish(0, 5.0), ValueError, "attempt 0 has already finished"),
+        (lambda d: d.finish_many([3], [5.0, 6.0]), ValueError, "now has 2 rows"),
         (lambda d: d.finish(42, 5.0), KeyError, "attempt id 42"),
         (lambda d: d.heartbeat(-1, 5.0), KeyError, "attempt id -1"),
         (lambda d: d.heartbeat(3, float("nan")), ValueError, "now"),
@@ -167,3 +168,23 @@ def test_many_threads_share_one_detector():
     assert len(wins) == per_thread * threads and all(wins)
     assert det.stage_stats(stage)["successes"] == per_thread * threads
     assert det.num_running == 0
+
+
+def test_finish_many_ends_every_row_and_reports_first_successes():
+    det = sg.Detector(sg.SparkPolicy())
+    stage = det.add_stage(num_tasks=3)
+    tasks = det.add_tasks(stage, 3)
+    a = det.start_many(tasks, 0.0).tolist()
+    copy = det.start(0, 0.5, node=1)
+    won = det.finish_many([a[0], copy, a[1], a[2]], [1.0, 1.5, 2.0, 2.5], ok=[True, True, False, True])
+    assert won.dtype == np.bool_ and won.tolist() == [True, False, False, True]
+    assert det.num_running == 0 and det.stage_stats(stage)["successes"] == 2
+
+
+def test_finish_many_rejects_a_repeated_attempt_and_changes_nothing():
+    det = sg.Detector(sg.SparkPolicy())
+    a = det.start_many(det.add_tasks(det.add_stage(), 2), 0.0).tolist()
+    with pytest.raises(ValueError, match="twice"):
+        det.finish_many([a[0], a[1], a[0]], 1.0)
+    assert det.num_running == 2
+    assert det.finish_many(a, 1.0).tolist() == [True, True]

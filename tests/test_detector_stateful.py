@@ -185,6 +185,15 @@ class DetectorsAgree(RuleBasedStateMachine):
         attempt = data.draw(st.integers(0, self.attempts))
         self.both("finish", attempt, self.now, ok=ok, records=records)
 
+    @precondition(lambda self: self.attempts > 0)
+    @rule(data=st.data())
+    def finish_many(self, data):
+        rows = data.draw(st.integers(1, 3))
+        attempts = data.draw(st.lists(st.integers(0, self.attempts), min_size=rows, max_size=rows))
+        ok = data.draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=rows, max_size=rows)))
+        records = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([0.0, 50.0]), min_size=rows, max_size=rows)))
+        self.both("finish_many", attempts, self.now, ok=ok, records=records)
+
     @rule(ahead=steps, pending=st.integers(0, 6), slots=st.sampled_from([None, 0, 1, 4, 10]))
     def check(self, ahead, pending, slots):
         self.compare_checks(self.now + ahead, pending, slots)

@@ -6,7 +6,7 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
 from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
-from straggler._core import Candidates, Detector, __version__
+from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
 from straggler.simulation import SimulationResult, simulate
@@ -22,6 +22,7 @@ __all__ = [
     "ExecutorStats",
     "FlinkPolicy",
     "LatePolicy",
+    "QuantileSketch",
     "SimulationResult",
     "SmallpondPolicy",
     "SparkPolicy",

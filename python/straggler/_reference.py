@@ -479,6 +479,34 @@ class ReferenceDetector:
             return True
         return False
 
+    def finish_many(
+        self, attempts: object, now: object, ok: object = None, records: object = None
+    ) -> np.ndarray:
+        """``finish`` per row, all rows validated first; an attempt may end only once."""
+        ids = [_int("attempt", a) for a in _rows("attempts", attempts)]
+        n = len(ids)
+        times = _now_column(now, n)
+        oks = [True] * n if ok is None else _column("ok", ok, n)
+        counts = [None] * n if records is None else _column("records", records, n)
+        seen: set[int] = set()
+        for a, time, flag, count in zip(ids, times, oks, counts):
+            target = self._attempt(a)
+            if not _is_bool(flag):
+                raise TypeError(f"ok must be a bool, got {flag!r}")
+            _records(count)
+            if target.finished:
+                raise ValueError(f"attempt {a!r} already finished")
+            if a in seen:
+                raise ValueError(f"attempts: ends attempt {a!r} twice")
+            seen.add(a)
+            if time < target.last_time:
+                raise ValueError(
+                    f"now={time!r} is before attempt {a!r}'s start or last heartbeat "
+                    f"({target.last_time!r})"
+                )
+        won = [self.finish(a, t, ok=bool(f), records=c) for a, t, f, c in zip(ids, times, oks, counts)]
+        return np.array(won, dtype=bool)
+
     # --- queries ---
 
     def task_done(self, task: int) -> bool:

@@ -213,6 +213,13 @@ impl Detector {
                 format!("{task} has already succeeded"),
             ));
         }
+        // Far beyond any real job; it keeps the running count within its bits.
+        if self.tasks.running(t) >= 1 << 20 {
+            return Err(Error::value(
+                "task",
+                format!("{task} has too many running attempts"),
+            ));
+        }
         Ok(t)
     }
 
@@ -246,13 +253,13 @@ impl Detector {
         for (row, &task) in tasks.iter().enumerate() {
             let t = task as usize;
             let node = nodes.map_or(0, |n| n[row] as u32);
-            let speculative = self.tasks.running[t] > 0;
+            let speculative = self.tasks.running(t) > 0;
             let stage = self.tasks.stage[t];
             let id = self
                 .live
                 .push(t as u32, stage, node, now.at(row), speculative);
             self.speculative_running += u64::from(speculative);
-            self.tasks.running[t] += 1;
+            self.tasks.started_one(t);
             self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
             self.tasks.newest[t] = id;
             self.stages[stage as usize].running += 1;
@@ -359,35 +366,83 @@ impl Detector {
         ok: bool,
         records: Option<f64>,
     ) -> Result<bool> {
-        let slot = self.live.slot(attempt)?;
-        let now = finite_time("now", now)?;
-        let last = self.live.beat[slot].at;
-        if now < last {
-            return Err(Error::value(
-                "now",
-                format!(
-                    "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
-                    py_float(now),
-                    py_float(last)
-                ),
-            ));
+        let r = records.map(|r| [r]);
+        let won = self.finish_many(
+            &[attempt],
+            Times::One(now),
+            Some(&[ok]),
+            r.as_ref().map(|r| &r[..]),
+        )?;
+        Ok(won[0])
+    }
+
+    /// Ends one attempt per row (`ok`: per row, all true when `None`). Returns, per row,
+    /// whether it was its task's first success, whose duration then enters the stage's
+    /// statistics. Every row is validated first; an attempt may end only once.
+    pub fn finish_many(
+        &mut self,
+        attempts: &[i64],
+        now: Times<'_>,
+        ok: Option<&[bool]>,
+        records: Option<&[f64]>,
+    ) -> Result<Vec<bool>> {
+        let rows = attempts.len();
+        now.check_len(rows)?;
+        if let Some(ok) = ok {
+            if ok.len() != rows {
+                return Err(length_error("ok", ok.len(), rows));
+            }
         }
         if let Some(r) = records {
-            check_records(r)?;
+            if r.len() != rows {
+                return Err(length_error("records", r.len(), rows));
+            }
         }
-        let task = self.live.task[slot] as usize;
-        let stage = self.live.stage[slot] as usize;
-        let duration = now - self.live.start[slot];
-        self.speculative_running -= u64::from(self.live.speculative[slot]);
-        self.live.remove(slot);
-        self.tasks.running[task] -= 1;
-        self.stages[stage].running -= 1;
-        let first_success = ok && !self.tasks.is_done(task);
-        if first_success {
-            self.tasks.set_done(task);
-            self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+        let mut seen = std::collections::HashSet::new();
+        for (row, &attempt) in attempts.iter().enumerate() {
+            let slot = self.live.slot(attempt)?;
+            if rows > 1 && !seen.insert(attempt) {
+                return Err(Error::value(
+                    "attempts",
+                    format!("end attempt {attempt} twice"),
+                ));
+            }
+            let t = finite_time("now", now.at(row))?;
+            let last = self.live.beat[slot].at;
+            if t < last {
+                return Err(Error::value(
+                    "now",
+                    format!(
+                        "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
+                        py_float(t),
+                        py_float(last)
+                    ),
+                ));
+            }
+            if let Some(r) = records {
+                check_records(r[row])?;
+            }
         }
-        Ok(first_success)
+        let mut won = Vec::with_capacity(rows);
+        for (row, &attempt) in attempts.iter().enumerate() {
+            // Validated above; rows before this one moved other slots, so look it up again.
+            let slot = self.live.slot(attempt)?;
+            let task = self.live.task[slot] as usize;
+            let stage = self.live.stage[slot] as usize;
+            let duration = now.at(row) - self.live.start[slot];
+            self.speculative_running -= u64::from(self.live.speculative[slot]);
+            self.live.remove(slot);
+            self.tasks.ended_one(task);
+            self.stages[stage].running -= 1;
+            let first_success = ok.is_none_or(|ok| ok[row]) && !self.tasks.is_done(task);
+            if first_success {
+                self.tasks.set_done(task);
+                let records = records.map(|r| r[row]);
+                self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+            }
+            won.push(first_success);
+        }
+        Ok(won)
     }
 
     /// Which running attempts to copy now. Changes nothing.
@@ -420,7 +475,7 @@ impl Detector {
     }
 
     pub fn running(&self, task: i64) -> Result<u32> {
-        Ok(self.tasks.running[self.tasks.index(task)?])
+        Ok(self.tasks.running(self.tasks.index(task)?))
     }
 
     pub fn stage_stats(&self, stage: i64) -> Result<StageStats> {
@@ -442,13 +497,15 @@ impl Detector {
         })
     }
 
-    /// Bytes held: the live table, the task table and every stage's statistics.
-    pub fn memory_bytes(&self) -> (usize, usize, usize) {
-        (
+    /// Bytes held: the live table (rows of running attempts), the attempt-id index (4 per
+    /// attempt ever started), the task table and every stage's statistics.
+    pub fn memory_bytes(&self) -> [usize; 4] {
+        [
             self.live.memory_bytes(),
+            self.live.index_bytes(),
             self.tasks.memory_bytes(),
             self.stages.iter().map(Stage::memory_bytes).sum(),
-        )
+        ]
     }
 }
 

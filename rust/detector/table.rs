@@ -6,8 +6,11 @@ use crate::error::{Error, Result};
 /// Marks an attempt id whose attempt has ended (it has no row in the live table).
 pub const ENDED: u32 = u32::MAX;
 
-const DONE: u8 = 1;
-const SPECULATABLE: u8 = 2;
+// A task's state word: its running attempts in the low bits, two flags on top, so that a
+// check reads one word per candidate.
+const DONE: u32 = 1 << 31;
+const SPECULATABLE: u32 = 1 << 30;
+const RUNNING: u32 = SPECULATABLE - 1;
 
 /// One entry per task, dense ids from 0.
 #[derive(Debug, Default, Clone)]
@@ -15,13 +18,12 @@ pub struct Tasks {
     pub stage: Vec<u32>,
     /// Input bytes; negative means unknown.
     pub input_bytes: Vec<i64>,
-    /// Attempts of the task running now.
-    pub running: Vec<u32>,
     /// Attempts of the task started so far (retry count = started − 1).
     pub started: Vec<u32>,
     /// Id of the newest attempt (meaningful once `started > 0`).
     pub newest: Vec<u32>,
-    flags: Vec<u8>,
+    /// Running attempts and the flags (see `DONE`, `SPECULATABLE`).
+    state: Vec<u32>,
 }
 
 impl Tasks {
@@ -37,10 +39,9 @@ impl Tasks {
         let id = self.stage.len() as u32;
         self.stage.push(stage);
         self.input_bytes.push(input_bytes);
-        self.running.push(0);
         self.started.push(0);
         self.newest.push(ENDED);
-        self.flags.push(if speculatable { SPECULATABLE } else { 0 });
+        self.state.push(if speculatable { SPECULATABLE } else { 0 });
         id
     }
 
@@ -54,24 +55,44 @@ impl Tasks {
     }
 
     pub fn is_done(&self, task: usize) -> bool {
-        self.flags[task] & DONE != 0
+        self.state[task] & DONE != 0
     }
 
     pub fn set_done(&mut self, task: usize) {
-        self.flags[task] |= DONE;
+        self.state[task] |= DONE;
     }
 
     pub fn is_speculatable(&self, task: usize) -> bool {
-        self.flags[task] & SPECULATABLE != 0
+        self.state[task] & SPECULATABLE != 0
+    }
+
+    /// Attempts of the task running now.
+    pub fn running(&self, task: usize) -> u32 {
+        self.state[task] & RUNNING
+    }
+
+    /// One more running attempt. At most 2^30 − 1 at once: the caller checks `running`.
+    pub fn started_one(&mut self, task: usize) {
+        self.state[task] += 1;
+    }
+
+    pub fn ended_one(&mut self, task: usize) {
+        self.state[task] -= 1;
+    }
+
+    /// The state word: `running` and the flags, for a check's hot loop.
+    #[inline]
+    pub fn copyable(&self, task: usize) -> Option<u32> {
+        let state = self.state[task];
+        (state & DONE == 0 && state & SPECULATABLE != 0).then_some(state & RUNNING)
     }
 
     pub fn memory_bytes(&self) -> usize {
         self.stage.capacity() * 4
             + self.input_bytes.capacity() * 8
-            + self.running.capacity() * 4
             + self.started.capacity() * 4
             + self.newest.capacity() * 4
-            + self.flags.capacity()
+            + self.state.capacity() * 4
     }
 }
 
@@ -194,7 +215,11 @@ impl Live {
             + self.start.capacity() * 8
             + self.beat.capacity() * std::mem::size_of::<Beat>()
             + self.speculative.capacity()
-            + self.slot_of.capacity() * 4
+    }
+
+    /// Bytes of the attempt-id index: 4 per attempt ever started, ended ones included.
+    pub fn index_bytes(&self) -> usize {
+        self.slot_of.capacity() * 4
     }
 }
 

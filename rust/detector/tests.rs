@@ -162,7 +162,12 @@ fn the_split_scan_finds_what_the_serial_scan_finds() {
     let starts: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
     det.start_many(&tasks, Times::Each(&starts), None).unwrap();
     let cutoff = [990.5];
-    let split = policy::over_cutoff(&det.live, 1990.0, &cutoff, false);
+    let split: Vec<usize> = policy::scan(&det.live, 1990.0, &cutoff, false, |slot, elapsed| {
+        Some(policy::Pick::new(&det.live, slot, elapsed, 0.0, 0.0))
+    })
+    .iter()
+    .map(|p| det.live.slot(p.attempt as i64).unwrap())
+    .collect();
     let serial: Vec<usize> = (0..det.live.len())
         .filter(|&slot| 1990.0 - det.live.start[slot] > 990.5)
         .collect();

@@ -330,6 +330,26 @@ impl PyDetector {
         Ok(py.detach(|| self.lock().finish(attempt, now, ok, records))?)
     }
 
+    /// Ends one attempt per row; returns, per row, whether it was its task's first success.
+    /// `ok` is per row (all true when None); `records` per row when given.
+    #[pyo3(signature = (attempts, now, ok = None, records = None))]
+    fn finish_many(
+        &self,
+        py: Python<'_>,
+        attempts: Ints<'_>,
+        now: &Bound<'_, PyAny>,
+        ok: Option<Vec<bool>>,
+        records: Option<Floats<'_>>,
+    ) -> PyResult<Py<PyArray1<bool>>> {
+        let now = Now::extract(now)?;
+        let times = now.times()?;
+        let attempts = attempts.as_slice()?;
+        let records = slice_of(&records)?;
+        let ok = ok.as_deref();
+        let won = py.detach(|| self.lock().finish_many(attempts, times, ok, records))?;
+        Ok(won.into_pyarray(py).unbind())
+    }
+
     /// Which running attempts to copy now (changes nothing).
     #[pyo3(signature = (now, pending = 0, slots = None))]
     fn check(
@@ -388,11 +408,13 @@ impl PyDetector {
         Ok(d)
     }
 
-    /// Bytes held now: {"live": ..., "tasks": ..., "stages": ...}.
+    /// Bytes held now: {"live": rows of running attempts, "attempt_index": 4 per attempt
+    /// ever started, "tasks": the task table, "stages": every stage's statistics}.
     fn memory_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (live, tasks, stages) = py.detach(|| self.lock().memory_bytes());
+        let [live, index, tasks, stages] = py.detach(|| self.lock().memory_bytes());
         let d = PyDict::new(py);
         d.set_item("live", live)?;
+        d.set_item("attempt_index", index)?;
         d.set_item("tasks", tasks)?;
         d.set_item("stages", stages)?;
         Ok(d)

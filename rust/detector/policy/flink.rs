@@ -3,7 +3,7 @@
 //! bytes are known) reaches `baseline_multiplier ×` the median of the fastest finished tasks.
 
 use super::spark::{finite_in, positive};
-use super::{over_cutoff, Context, Pick, View};
+use super::{scan, Context, Pick, View};
 use crate::detector::stage::{per_byte, Stage};
 use crate::error::{Error, Result};
 
@@ -107,45 +107,33 @@ impl Flink {
             .collect();
         let live = view.live;
         let tasks = view.tasks;
-        let mut slow: Vec<(u32, f64, usize)> = Vec::new();
-        for slot in over_cutoff(live, ctx.now, &cutoff, true) {
+        let mut slow = scan(live, ctx.now, &cutoff, true, |slot, elapsed| {
             let task = live.task[slot] as usize;
-            if tasks.is_done(task)
-                || !tasks.is_speculatable(task)
-                || tasks.running[task] >= self.max_concurrent_executions
-            {
-                continue;
+            match tasks.copyable(task) {
+                Some(running) if running < self.max_concurrent_executions => {}
+                _ => return None,
             }
             let b = baselines[live.stage[slot] as usize];
-            let elapsed = ctx.now - live.start[slot];
+            let bytes = tasks.input_bytes[task];
             let slow_enough = if b.normalised {
-                per_byte(elapsed, tasks.input_bytes[task]) >= b.value
+                per_byte(elapsed, bytes) >= b.value
             } else {
                 elapsed >= b.value
             };
-            if elapsed >= self.baseline_lower_bound && slow_enough {
-                slow.push((task as u32, elapsed, slot));
-            }
-        }
+            (elapsed >= self.baseline_lower_bound && slow_enough).then(|| {
+                let threshold = self.threshold_seconds(b, bytes);
+                Pick::new(live, slot, elapsed, threshold, elapsed - threshold)
+            })
+        });
         // A task once, with its slowest attempt (ties: the lowest attempt id).
         slow.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.1.total_cmp(&a.1))
-                .then(live.attempt[a.2].cmp(&live.attempt[b.2]))
+            a.task
+                .cmp(&b.task)
+                .then(b.elapsed.total_cmp(&a.elapsed))
+                .then(a.attempt.cmp(&b.attempt))
         });
-        slow.dedup_by_key(|s| s.0);
-        slow.into_iter()
-            .map(|(task, elapsed, slot)| {
-                let b = baselines[live.stage[slot] as usize];
-                let threshold = self.threshold_seconds(b, tasks.input_bytes[task as usize]);
-                Pick {
-                    slot,
-                    elapsed,
-                    threshold,
-                    urgency: elapsed - threshold,
-                }
-            })
-            .collect()
+        slow.dedup_by_key(|p| p.task);
+        slow
     }
 
     /// The baseline in seconds for a task of `input_bytes`, floored at the lower bound.

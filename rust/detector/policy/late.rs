@@ -3,7 +3,7 @@
 //! keep the copies running at once under a share of the slots.
 
 use super::spark::finite_in;
-use super::{linear_quantile, Context, Pick, View};
+use super::{by_urgency, linear_quantile, Context, Pick, View};
 use crate::error::Result;
 use crate::sketch::Method;
 
@@ -65,8 +65,8 @@ impl Late {
         let (live, tasks) = (view.live, view.tasks);
         let (grouped, offsets) = Self::by_stage(view);
         let mut rates = Vec::new();
-        // (time left, pick)
-        let mut ranked: Vec<(f64, Pick)> = Vec::new();
+        // Urgency is the estimated time left.
+        let mut picks: Vec<Pick> = Vec::new();
         for (s, stage) in view.stages.iter().enumerate() {
             let group = &grouped[offsets[s]..offsets[s + 1]];
             if group.is_empty() {
@@ -85,7 +85,7 @@ impl Late {
                 let elapsed = ctx.now - live.start[slot];
                 let rate = live.beat[slot].progress_rate;
                 let slow = elapsed >= self.min_runtime && rate < cut;
-                if !slow || !tasks.is_speculatable(task) || tasks.running[task] != 1 {
+                if !slow || tasks.copyable(task) != Some(1) {
                     continue;
                 }
                 let progress = live.beat[slot].progress;
@@ -101,26 +101,15 @@ impl Late {
                 if self.require_benefit && stage.successes > 0 && !sooner {
                     continue;
                 }
-                let pick = Pick {
-                    slot,
-                    elapsed,
-                    threshold: median,
-                    urgency: time_left,
-                };
-                ranked.push((time_left, pick));
+                picks.push(Pick::new(live, slot, elapsed, median, time_left));
             }
         }
-        let mut picks: Vec<Pick> = ranked.into_iter().map(|(_, p)| p).collect();
         if let Some(slots) = ctx.slots {
             let cap = (self.speculative_cap * slots as f64).floor() as u64;
             let room = cap.saturating_sub(view.speculative_running) as usize;
             if picks.len() > room {
                 // Keep the most urgent; `Candidates::from_picks` orders what is kept.
-                picks.sort_unstable_by(|a, b| {
-                    b.urgency
-                        .total_cmp(&a.urgency)
-                        .then(live.task[a.slot].cmp(&live.task[b.slot]))
-                });
+                picks.sort_unstable_by(by_urgency);
                 picks.truncate(room);
             }
         }

@@ -44,14 +44,37 @@ pub struct Context {
     pub slots: Option<u64>,
 }
 
-/// One attempt chosen for a copy.
+/// One attempt chosen for a copy, with the columns it will be reported with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pick {
-    pub slot: usize,
+    pub task: u32,
+    pub attempt: u32,
+    pub stage: u32,
+    pub node: u32,
     pub elapsed: f64,
     pub threshold: f64,
     /// Larger is more urgent.
     pub urgency: f64,
+}
+
+impl Pick {
+    /// Reads the attempt's columns now, while `slot` is near the rows just scanned.
+    pub fn new(live: &Live, slot: usize, elapsed: f64, threshold: f64, urgency: f64) -> Pick {
+        Pick {
+            task: live.task[slot],
+            attempt: live.attempt[slot],
+            stage: live.stage[slot],
+            node: live.node[slot],
+            elapsed,
+            threshold,
+            urgency,
+        }
+    }
+}
+
+/// Most urgent first, ties by task id.
+pub fn by_urgency(a: &Pick, b: &Pick) -> std::cmp::Ordering {
+    b.urgency.total_cmp(&a.urgency).then(a.task.cmp(&b.task))
 }
 
 /// The answer of a check: equal-length columns, most urgent first, a task at most once.
@@ -75,22 +98,16 @@ impl Candidates {
     }
 
     /// Orders the picks (most urgent first, ties by task id) and lays them out as columns.
-    pub fn from_picks(live: &Live, mut picks: Vec<Pick>) -> Candidates {
-        picks.sort_unstable_by(|a, b| {
-            b.urgency
-                .total_cmp(&a.urgency)
-                .then(live.task[a.slot].cmp(&live.task[b.slot]))
-        });
-        let mut out = Candidates::default();
-        for pick in picks {
-            out.task.push(live.task[pick.slot]);
-            out.attempt.push(live.attempt[pick.slot]);
-            out.stage.push(live.stage[pick.slot]);
-            out.node.push(live.node[pick.slot]);
-            out.elapsed.push(pick.elapsed);
-            out.threshold.push(pick.threshold);
+    pub fn from_picks(mut picks: Vec<Pick>) -> Candidates {
+        picks.sort_unstable_by(by_urgency);
+        Candidates {
+            task: picks.iter().map(|p| p.task).collect(),
+            attempt: picks.iter().map(|p| p.attempt).collect(),
+            stage: picks.iter().map(|p| p.stage).collect(),
+            node: picks.iter().map(|p| p.node).collect(),
+            elapsed: picks.iter().map(|p| p.elapsed).collect(),
+            threshold: picks.iter().map(|p| p.threshold).collect(),
         }
-        out
     }
 }
 
@@ -103,14 +120,18 @@ impl Policy {
             Policy::Smallpond(smallpond) => smallpond.picks(view, ctx),
             Policy::Late(late) => late.picks(view, ctx),
         };
-        Candidates::from_picks(view.live, picks)
+        Candidates::from_picks(picks)
     }
 }
 
-/// Slots of the live attempts whose elapsed time passes their stage's cutoff: the one pass
-/// over every running attempt that a check makes. `inclusive` picks `>=` over `>`. A large
-/// table is split across the machine's cores; the answer is the same, in slot order.
-pub fn over_cutoff(live: &Live, now: f64, cutoff: &[f64], inclusive: bool) -> Vec<usize> {
+/// The one pass over every running attempt that a check makes: for each attempt whose
+/// elapsed time passes its stage's cutoff (`>=` when `inclusive`, else `>`), `pick` decides
+/// (given the slot and the elapsed time). A large table is split across the machine's cores;
+/// the answer is the same, in slot order.
+pub fn scan<F>(live: &Live, now: f64, cutoff: &[f64], inclusive: bool, pick: F) -> Vec<Pick>
+where
+    F: Fn(usize, f64) -> Option<Pick> + Sync,
+{
     const PER_THREAD: usize = 1 << 18;
     let n = live.len();
     let threads = std::thread::available_parallelism()
@@ -118,53 +139,54 @@ pub fn over_cutoff(live: &Live, now: f64, cutoff: &[f64], inclusive: bool) -> Ve
         .min(n / PER_THREAD)
         .max(1);
     if threads == 1 {
-        return over_cutoff_range(live, now, cutoff, inclusive, 0, n);
+        return scan_range(live, now, cutoff, inclusive, &pick, 0, n);
     }
     let chunk = n.div_ceil(threads);
+    let pick = &pick;
     std::thread::scope(|scope| {
         let parts: Vec<_> = (0..threads)
             .map(|i| {
                 let (lo, hi) = (i * chunk, ((i + 1) * chunk).min(n));
-                scope.spawn(move || over_cutoff_range(live, now, cutoff, inclusive, lo, hi))
+                scope.spawn(move || scan_range(live, now, cutoff, inclusive, pick, lo, hi))
             })
             .collect();
-        let mut slots = Vec::new();
+        let mut picks = Vec::new();
         for part in parts {
-            // A scan of plain slices cannot panic; should a thread fail anyway, the serial
+            // A scan of plain slices does not panic; should a thread fail anyway, the serial
             // scan gives the same answer.
             match part.join() {
-                Ok(found) => slots.extend(found),
-                Err(_) => return over_cutoff_range(live, now, cutoff, inclusive, 0, n),
+                Ok(found) => picks.extend(found),
+                Err(_) => return scan_range(live, now, cutoff, inclusive, pick, 0, n),
             }
         }
-        slots
+        picks
     })
 }
 
-fn over_cutoff_range(
+fn scan_range<F>(
     live: &Live,
     now: f64,
     cutoff: &[f64],
     inclusive: bool,
+    pick: &F,
     lo: usize,
     hi: usize,
-) -> Vec<usize> {
-    let mut slots = Vec::new();
+) -> Vec<Pick>
+where
+    F: Fn(usize, f64) -> Option<Pick>,
+{
+    let mut picks = Vec::new();
     let (start, stage) = (&live.start[lo..hi], &live.stage[lo..hi]);
-    if inclusive {
-        for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
-            if now - start >= cutoff[stage as usize] {
-                slots.push(lo + i);
-            }
-        }
-    } else {
-        for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
-            if now - start > cutoff[stage as usize] {
-                slots.push(lo + i);
+    for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
+        let elapsed = now - start;
+        let cut = cutoff[stage as usize];
+        if elapsed > cut || (inclusive && elapsed == cut) {
+            if let Some(p) = pick(lo + i, elapsed) {
+                picks.push(p);
             }
         }
     }
-    slots
+    picks
 }
 
 /// numpy's default (linear) quantile of `values`, bit for bit, by selection rather than a

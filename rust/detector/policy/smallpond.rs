@@ -93,8 +93,7 @@ impl Smallpond {
             }
             let task = live.task[slot] as usize;
             let retry_count = tasks.started[task].saturating_sub(1);
-            if tasks.is_done(task)
-                || !tasks.is_speculatable(task)
+            if tasks.copyable(task).is_none()
                 || tasks.newest[task] != live.attempt[slot]
                 || retry_count >= self.max_retry_count
             {
@@ -107,12 +106,7 @@ impl Smallpond {
             };
             if elapsed - spread.p50 >= threshold {
                 let at = spread.p50 + threshold;
-                picks.push(Pick {
-                    slot,
-                    elapsed,
-                    threshold: at,
-                    urgency: elapsed - at,
-                });
+                picks.push(Pick::new(live, slot, elapsed, at, elapsed - at));
             }
         }
         picks

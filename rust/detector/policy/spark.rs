@@ -2,7 +2,7 @@
 //! whose only running attempt has run longer than `multiplier ×` the stage's median, once a
 //! `quantile` of the stage has succeeded.
 
-use super::{over_cutoff, Context, Pick, View};
+use super::{scan, Context, Pick, View};
 use crate::error::{py_float, Error, Result};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,32 +107,27 @@ impl Spark {
         let rules: Vec<(Path, f64)> = view.stages.iter().map(|s| self.stage_rule(s)).collect();
         let cutoff: Vec<f64> = rules.iter().map(|r| r.1).collect();
         let live = view.live;
-        let mut picks = Vec::new();
-        for slot in over_cutoff(live, ctx.now, &cutoff, false) {
+        scan(live, ctx.now, &cutoff, false, |slot, elapsed| {
             let task = live.task[slot] as usize;
-            if view.tasks.is_done(task)
-                || !view.tasks.is_speculatable(task)
-                || view.tasks.running[task] != 1
-            {
-                continue;
+            if view.tasks.copyable(task) != Some(1) {
+                return None;
             }
             let stage = live.stage[slot] as usize;
             let (path, threshold) = rules[stage];
-            let elapsed = ctx.now - live.start[slot];
             if path == Path::Regular
                 && self.efficiency
                 && !self.inefficient_or_long(view, slot, stage, elapsed, threshold)
             {
-                continue;
+                return None;
             }
-            picks.push(Pick {
+            Some(Pick::new(
+                live,
                 slot,
                 elapsed,
                 threshold,
-                urgency: elapsed - threshold,
-            });
-        }
-        picks
+                elapsed - threshold,
+            ))
+        })
     }
 
     /// SPARK-32170's efficiency test: a copy only helps an attempt that runs far too long or
