@@ -39,6 +39,29 @@ fn length_error(arg: &str, got: usize, rows: usize) -> Error {
     Error::value(arg, format!("has {got} rows, expected {rows}"))
 }
 
+/// An optional per-row column must have one value per row.
+fn check_column<T>(arg: &str, column: Option<&[T]>, rows: usize) -> Result<()> {
+    match column {
+        Some(c) if c.len() != rows => Err(length_error(arg, c.len(), rows)),
+        _ => Ok(()),
+    }
+}
+
+/// An attempt's clock never runs backwards: `t` may not precede its last heartbeat (or start).
+fn check_not_before(attempt: i64, t: f64, last: f64) -> Result<()> {
+    if t < last {
+        return Err(Error::value(
+            "now",
+            format!(
+                "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
+                py_float(t),
+                py_float(last)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn finite_time(arg: &str, now: f64) -> Result<f64> {
     if now.is_finite() {
         Ok(now)
@@ -237,11 +260,7 @@ impl Detector {
     ) -> Result<u32> {
         let rows = tasks.len();
         now.check_len(rows)?;
-        if let Some(nodes) = nodes {
-            if nodes.len() != rows {
-                return Err(length_error("nodes", nodes.len(), rows));
-            }
-        }
+        check_column("nodes", nodes, rows)?;
         for (row, &task) in tasks.iter().enumerate() {
             self.startable(task)?;
             finite_time("now", now.at(row))?;
@@ -278,16 +297,8 @@ impl Detector {
     ) -> Result<()> {
         let rows = attempts.len();
         now.check_len(rows)?;
-        if let Some(p) = progress {
-            if p.len() != rows {
-                return Err(length_error("progress", p.len(), rows));
-            }
-        }
-        if let Some(r) = records {
-            if r.len() != rows {
-                return Err(length_error("records", r.len(), rows));
-            }
-        }
+        check_column("progress", progress, rows)?;
+        check_column("records", records, rows)?;
         // One pass validates and applies each row, logging what it overwrote, so that a bad
         // row anywhere restores the whole batch. A row of an attempt that has already ended
         // passes the value checks and is then ignored: a worker's last heartbeat may well
@@ -307,16 +318,7 @@ impl Detector {
                     continue;
                 };
                 let old = self.live.beat[slot];
-                if t < old.at {
-                    return Err(Error::value(
-                        "now",
-                        format!(
-                            "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
-                            py_float(t),
-                            py_float(old.at)
-                        ),
-                    ));
-                }
+                check_not_before(attempt, t, old.at)?;
                 undo.push((slot as u32, old));
                 let ran = t - self.live.start[slot];
                 let beat = &mut self.live.beat[slot];
@@ -388,16 +390,8 @@ impl Detector {
     ) -> Result<Vec<bool>> {
         let rows = attempts.len();
         now.check_len(rows)?;
-        if let Some(ok) = ok {
-            if ok.len() != rows {
-                return Err(length_error("ok", ok.len(), rows));
-            }
-        }
-        if let Some(r) = records {
-            if r.len() != rows {
-                return Err(length_error("records", r.len(), rows));
-            }
-        }
+        check_column("ok", ok, rows)?;
+        check_column("records", records, rows)?;
         let mut seen = std::collections::HashSet::new();
         for (row, &attempt) in attempts.iter().enumerate() {
             let slot = self.live.slot(attempt)?;
@@ -408,17 +402,7 @@ impl Detector {
                 ));
             }
             let t = finite_time("now", now.at(row))?;
-            let last = self.live.beat[slot].at;
-            if t < last {
-                return Err(Error::value(
-                    "now",
-                    format!(
-                        "{} is earlier than attempt {attempt}'s last heartbeat or start at {}",
-                        py_float(t),
-                        py_float(last)
-                    ),
-                ));
-            }
+            check_not_before(attempt, t, self.live.beat[slot].at)?;
             if let Some(r) = records {
                 check_records(r[row])?;
             }
