@@ -117,6 +117,14 @@ def test_check_detector(benchmark, name):
     assert len(out) == len(expected) > 0
 
 
+def test_check_detector_late_capped(benchmark):
+    """LATE as a scheduler calls it, with its slots: at most 10 % of 100,000 slots copied."""
+    det, *_ = loaded("late")
+    benchmark.group = "check-late"
+    out = benchmark(det.check, NOW, slots=100_000)
+    assert len(out) == 10_000
+
+
 @pytest.mark.parametrize("name", list(POLICIES))
 def test_check_numpy_single_pass(benchmark, name):
     _, durations, start, progress = loaded(name)

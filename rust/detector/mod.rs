@@ -123,6 +123,8 @@ pub struct Detector {
     live: Live,
     /// Running attempts that started while another attempt of their task ran.
     speculative_running: u64,
+    /// Running attempts whose task has already succeeded (losers not yet ended).
+    done_running: u64,
 }
 
 impl Detector {
@@ -140,6 +142,7 @@ impl Detector {
             tasks: Tasks::default(),
             live: Live::default(),
             speculative_running: 0,
+            done_running: 0,
         })
     }
 
@@ -418,9 +421,13 @@ impl Detector {
             self.live.remove(slot);
             self.tasks.ended_one(task);
             self.stages[stage].running -= 1;
-            let first_success = ok.is_none_or(|ok| ok[row]) && !self.tasks.is_done(task);
+            let was_done = self.tasks.is_done(task);
+            self.done_running -= u64::from(was_done);
+            let first_success = ok.is_none_or(|ok| ok[row]) && !was_done;
             if first_success {
                 self.tasks.set_done(task);
+                // Its other attempts now run for a finished task.
+                self.done_running += u64::from(self.tasks.running(task));
                 let records = records.map(|r| r[row]);
                 self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
             }
@@ -442,6 +449,7 @@ impl Detector {
             live: &self.live,
             stages: &self.stages,
             speculative_running: self.speculative_running,
+            done_running: self.done_running,
         }
     }
 

@@ -36,80 +36,101 @@ impl Late {
         finite_in("min_runtime", self.min_runtime, 0.0, f64::MAX)
     }
 
-    /// Slots of the running attempts of not-done tasks, grouped by stage (a counting sort:
-    /// linear in the attempts), with each group's start in `offsets`.
-    fn by_stage(view: &View<'_>) -> (Vec<usize>, Vec<usize>) {
-        let (live, tasks) = (view.live, view.tasks);
-        let mut offsets = vec![0usize; view.stages.len() + 1];
+    /// Whether the attempt in `slot` counts: its task has not succeeded yet. Skips the task
+    /// lookup while no running attempt belongs to a finished task (the usual state).
+    #[inline]
+    fn counts(view: &View<'_>, slot: usize) -> bool {
+        view.done_running == 0 || !view.tasks.is_done(view.live.task[slot] as usize)
+    }
+
+    /// Each stage's `slow_task_quantile` of its running attempts' progress rates. The rates
+    /// are laid out by stage (a counting sort: two sequential passes) and each stage's
+    /// quantile is a selection, not a sort: linear in the running attempts overall.
+    fn rate_cuts(&self, view: &View<'_>) -> Vec<f64> {
+        let live = view.live;
+        let stages = view.stages.len();
+        let mut offsets = vec![0usize; stages + 1];
         for slot in 0..live.len() {
-            if !tasks.is_done(live.task[slot] as usize) {
+            if Self::counts(view, slot) {
                 offsets[live.stage[slot] as usize + 1] += 1;
             }
         }
-        for s in 0..view.stages.len() {
+        for s in 0..stages {
             offsets[s + 1] += offsets[s];
         }
         let mut next = offsets.clone();
-        let mut slots = vec![0usize; offsets[view.stages.len()]];
+        let mut rates = vec![0.0; offsets[stages]];
         for slot in 0..live.len() {
-            if !tasks.is_done(live.task[slot] as usize) {
+            if Self::counts(view, slot) {
                 let s = live.stage[slot] as usize;
-                slots[next[s]] = slot;
+                rates[next[s]] = live.beat[slot].progress_rate;
                 next[s] += 1;
             }
         }
-        (slots, offsets)
+        (0..stages)
+            .map(|s| {
+                linear_quantile(
+                    &mut rates[offsets[s]..offsets[s + 1]],
+                    self.slow_task_quantile,
+                )
+            })
+            .collect()
     }
 
     pub(super) fn picks(&self, view: &View<'_>, ctx: Context) -> Vec<Pick> {
         let (live, tasks) = (view.live, view.tasks);
-        let (grouped, offsets) = Self::by_stage(view);
-        let mut rates = Vec::new();
+        let cuts = self.rate_cuts(view);
+        let medians: Vec<f64> = view
+            .stages
+            .iter()
+            .map(|stage| {
+                stage
+                    .durations
+                    .quantile(0.5, Method::Linear)
+                    .unwrap_or(f64::NAN)
+            })
+            .collect();
         // Urgency is the estimated time left.
         let mut picks: Vec<Pick> = Vec::new();
-        for (s, stage) in view.stages.iter().enumerate() {
-            let group = &grouped[offsets[s]..offsets[s + 1]];
-            if group.is_empty() {
+        for slot in 0..live.len() {
+            let s = live.stage[slot] as usize;
+            let beat = &live.beat[slot];
+            let elapsed = ctx.now - live.start[slot];
+            // An empty stage's cut is NaN, and nothing is below it.
+            if !(elapsed >= self.min_runtime && beat.progress_rate < cuts[s]) {
                 continue;
             }
-            rates.clear();
-            rates.extend(group.iter().map(|&slot| live.beat[slot].progress_rate));
-            // A selection, not a sort: linear in the stage's running attempts.
-            let cut = linear_quantile(&mut rates, self.slow_task_quantile);
-            let median = stage
-                .durations
-                .quantile(0.5, Method::Linear)
-                .unwrap_or(f64::NAN);
-            for &slot in group {
-                let task = live.task[slot] as usize;
-                let elapsed = ctx.now - live.start[slot];
-                let rate = live.beat[slot].progress_rate;
-                let slow = elapsed >= self.min_runtime && rate < cut;
-                if !slow || tasks.copyable(task) != Some(1) {
-                    continue;
-                }
-                let progress = live.beat[slot].progress;
-                let progress = if progress.is_nan() { 0.0 } else { progress };
-                let time_left = if rate == 0.0 {
-                    f64::INFINITY
-                } else {
-                    (1.0 - progress) / rate
-                };
-                // Hadoop's "too late to speculate": a fresh copy must be expected to finish
-                // first. With no success yet there is no estimate, and the copy is allowed.
-                let sooner = time_left.partial_cmp(&median) == Some(std::cmp::Ordering::Greater);
-                if self.require_benefit && stage.successes > 0 && !sooner {
-                    continue;
-                }
-                picks.push(Pick::new(live, slot, elapsed, median, time_left));
+            if tasks.copyable(live.task[slot] as usize) != Some(1) {
+                continue;
             }
+            let rate = beat.progress_rate;
+            let progress = if beat.progress.is_nan() {
+                0.0
+            } else {
+                beat.progress
+            };
+            let time_left = if rate == 0.0 {
+                f64::INFINITY
+            } else {
+                (1.0 - progress) / rate
+            };
+            // Hadoop's "too late to speculate": a fresh copy must be expected to finish
+            // first. With no success yet there is no estimate, and the copy is allowed.
+            let median = medians[s];
+            let benefit = time_left.partial_cmp(&median) == Some(std::cmp::Ordering::Greater);
+            if self.require_benefit && view.stages[s].successes > 0 && !benefit {
+                continue;
+            }
+            picks.push(Pick::new(live, slot, elapsed, median, time_left));
         }
         if let Some(slots) = ctx.slots {
             let cap = (self.speculative_cap * slots as f64).floor() as u64;
             let room = cap.saturating_sub(view.speculative_running) as usize;
             if picks.len() > room {
-                // Keep the most urgent; `Candidates::from_picks` orders what is kept.
-                picks.sort_unstable_by(by_urgency);
+                // Keep the most urgent (a selection); `Candidates::from_picks` orders them.
+                if room > 0 {
+                    picks.select_nth_unstable_by(room - 1, by_urgency);
+                }
                 picks.truncate(room);
             }
         }
@@ -119,11 +140,11 @@ impl Late {
     /// Nodes whose running attempts' mean progress rate is below the `slow_node_quantile`
     /// of the nodes' means, ascending.
     pub fn slow_nodes(&self, view: &View<'_>) -> Vec<u32> {
-        let (live, tasks) = (view.live, view.tasks);
+        let live = view.live;
         // Summed in the order (stage, task, attempt) so that every implementation that sums
         // in that order gets the same means to the last bit.
         let mut rows: Vec<(u32, u32, u32, u32, f64)> = (0..live.len())
-            .filter(|&slot| !tasks.is_done(live.task[slot] as usize))
+            .filter(|&slot| Self::counts(view, slot))
             .map(|slot| {
                 (
                     live.node[slot],

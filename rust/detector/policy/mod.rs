@@ -32,6 +32,8 @@ pub struct View<'a> {
     pub stages: &'a [Stage],
     /// Running attempts that started while another attempt of their task ran.
     pub speculative_running: u64,
+    /// Running attempts whose task has already succeeded (losers not yet ended).
+    pub done_running: u64,
 }
 
 /// The scheduler's context for one check.
@@ -98,16 +100,32 @@ impl Candidates {
     }
 
     /// Orders the picks (most urgent first, ties by task id) and lays them out as columns.
-    pub fn from_picks(mut picks: Vec<Pick>) -> Candidates {
-        picks.sort_unstable_by(by_urgency);
-        Candidates {
-            task: picks.iter().map(|p| p.task).collect(),
-            attempt: picks.iter().map(|p| p.attempt).collect(),
-            stage: picks.iter().map(|p| p.stage).collect(),
-            node: picks.iter().map(|p| p.node).collect(),
-            elapsed: picks.iter().map(|p| p.elapsed).collect(),
-            threshold: picks.iter().map(|p| p.threshold).collect(),
+    /// Sorts compact keys rather than whole picks: the answer can hold many rows.
+    pub fn from_picks(picks: Vec<Pick>) -> Candidates {
+        let mut order: Vec<(f64, u32, u32)> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.urgency, p.task, i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut out = Candidates {
+            task: Vec::with_capacity(order.len()),
+            attempt: Vec::with_capacity(order.len()),
+            stage: Vec::with_capacity(order.len()),
+            node: Vec::with_capacity(order.len()),
+            elapsed: Vec::with_capacity(order.len()),
+            threshold: Vec::with_capacity(order.len()),
+        };
+        for &(_, _, i) in &order {
+            let p = &picks[i as usize];
+            out.task.push(p.task);
+            out.attempt.push(p.attempt);
+            out.stage.push(p.stage);
+            out.node.push(p.node);
+            out.elapsed.push(p.elapsed);
+            out.threshold.push(p.threshold);
         }
+        out
     }
 }
 
