@@ -35,6 +35,9 @@ impl Times<'_> {
     }
 }
 
+/// How many rows ahead a batch asks for the rows it will touch (see `Live::prefetch`).
+const PREFETCH_AHEAD: usize = 16;
+
 fn length_error(arg: &str, got: usize, rows: usize) -> Error {
     Error::value(arg, format!("has {got} rows, expected {rows}"))
 }
@@ -302,45 +305,127 @@ impl Detector {
         now.check_len(rows)?;
         check_column("progress", progress, rows)?;
         check_column("records", records, rows)?;
-        // One pass validates and applies each row, logging what it overwrote, so that a bad
-        // row anywhere restores the whole batch. A row of an attempt that has already ended
-        // passes the value checks and is then ignored: a worker's last heartbeat may well
-        // arrive after its finish.
+        // A row of an attempt that has already ended passes the value checks and is then
+        // ignored: a worker's last heartbeat may well arrive after its finish.
+        if let Times::One(t) = now {
+            // One time for every row: rows of one attempt cannot go back in time among
+            // themselves, so a read-only pass validates (and finds the rows), a second writes.
+            let slots = self.check_beats(attempts, t, progress, records)?;
+            self.write_beats(&slots, t, progress, records);
+            return Ok(());
+        }
+        // Times per row: one pass validates and applies each row in order, logging what it
+        // overwrote, so that a bad row anywhere restores the whole batch.
         let mut undo: Vec<(u32, Beat)> = Vec::with_capacity(rows);
-        let result = (|| -> Result<()> {
-            for (row, &attempt) in attempts.iter().enumerate() {
-                let slot = self.live.slot_if_running(attempt)?;
-                let t = finite_time("now", now.at(row))?;
-                if let Some(p) = progress {
-                    check_progress(p[row])?;
-                }
-                if let Some(r) = records {
-                    check_records(r[row])?;
-                }
-                let Some(slot) = slot else {
-                    continue;
-                };
-                let old = self.live.beat[slot];
-                check_not_before(attempt, t, old.at)?;
-                undo.push((slot as u32, old));
-                let ran = t - self.live.start[slot];
-                let beat = &mut self.live.beat[slot];
-                beat.at = t;
-                if let Some(p) = progress {
-                    beat.progress = p[row];
-                    beat.progress_rate = if ran > 0.0 { p[row] / ran } else { 0.0 };
-                }
-                if let Some(r) = records {
-                    beat.record_rate = if ran > 0.0 { r[row] / ran } else { 0.0 };
-                }
-            }
-            Ok(())
-        })();
-        if let Err(err) = result {
+        let result = self.apply_beats(attempts, now, progress, records, &mut undo);
+        if result.is_err() {
             for &(slot, old) in undo.iter().rev() {
                 self.live.beat[slot as usize] = old;
             }
-            return Err(err);
+        }
+        result
+    }
+
+    /// Validates heartbeat rows that all carry the time `t`, changing nothing. Returns each
+    /// row's slot (`ENDED` for an attempt that has ended).
+    fn check_beats(
+        &self,
+        attempts: &[i64],
+        t: f64,
+        progress: Option<&[f64]>,
+        records: Option<&[f64]>,
+    ) -> Result<Vec<u32>> {
+        finite_time("now", t)?;
+        let mut slots = Vec::with_capacity(attempts.len());
+        for (row, &attempt) in attempts.iter().enumerate() {
+            if let Some(&later) = attempts.get(row + PREFETCH_AHEAD) {
+                self.live.prefetch(later);
+            }
+            let slot = self.live.slot_if_running(attempt)?;
+            if let Some(p) = progress {
+                check_progress(p[row])?;
+            }
+            if let Some(r) = records {
+                check_records(r[row])?;
+            }
+            match slot {
+                Some(slot) => {
+                    check_not_before(attempt, t, self.live.beat[slot].at)?;
+                    slots.push(slot as u32);
+                }
+                None => slots.push(table::ENDED),
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Writes validated heartbeat rows, all at time `t`, to the rows `slots` found.
+    fn write_beats(
+        &mut self,
+        slots: &[u32],
+        t: f64,
+        progress: Option<&[f64]>,
+        records: Option<&[f64]>,
+    ) {
+        for (row, &slot) in slots.iter().enumerate() {
+            if let Some(&later) = slots.get(row + PREFETCH_AHEAD) {
+                self.live.prefetch_slot(later as usize);
+            }
+            if slot == table::ENDED {
+                continue;
+            }
+            let slot = slot as usize;
+            let ran = t - self.live.start[slot];
+            let beat = &mut self.live.beat[slot];
+            beat.at = t;
+            if let Some(p) = progress {
+                beat.progress = p[row];
+                beat.progress_rate = if ran > 0.0 { p[row] / ran } else { 0.0 };
+            }
+            if let Some(r) = records {
+                beat.record_rate = if ran > 0.0 { r[row] / ran } else { 0.0 };
+            }
+        }
+    }
+
+    /// Validates and applies heartbeat rows in order, logging what it overwrites in `undo`.
+    fn apply_beats(
+        &mut self,
+        attempts: &[i64],
+        now: Times<'_>,
+        progress: Option<&[f64]>,
+        records: Option<&[f64]>,
+        undo: &mut Vec<(u32, Beat)>,
+    ) -> Result<()> {
+        for (row, &attempt) in attempts.iter().enumerate() {
+            if let Some(&later) = attempts.get(row + PREFETCH_AHEAD) {
+                self.live.prefetch(later);
+            }
+            let t = now.at(row);
+            let slot = self.live.slot_if_running(attempt)?;
+            finite_time("now", t)?;
+            if let Some(p) = progress {
+                check_progress(p[row])?;
+            }
+            if let Some(r) = records {
+                check_records(r[row])?;
+            }
+            let Some(slot) = slot else {
+                continue;
+            };
+            let old = self.live.beat[slot];
+            check_not_before(attempt, t, old.at)?;
+            undo.push((slot as u32, old));
+            let ran = t - self.live.start[slot];
+            let beat = &mut self.live.beat[slot];
+            beat.at = t;
+            if let Some(p) = progress {
+                beat.progress = p[row];
+                beat.progress_rate = if ran > 0.0 { p[row] / ran } else { 0.0 };
+            }
+            if let Some(r) = records {
+                beat.record_rate = if ran > 0.0 { r[row] / ran } else { 0.0 };
+            }
         }
         Ok(())
     }

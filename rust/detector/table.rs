@@ -165,6 +165,28 @@ impl Live {
         })
     }
 
+    /// Asks the processor to fetch the rows of `attempt` into cache ahead of use: a batch
+    /// touches rows in random order, and fetching a few rows ahead overlaps the misses.
+    #[inline]
+    pub fn prefetch(&self, attempt: i64) {
+        let Some(&slot) = usize::try_from(attempt)
+            .ok()
+            .and_then(|a| self.slot_of.get(a))
+        else {
+            return;
+        };
+        self.prefetch_slot(slot as usize);
+    }
+
+    /// `prefetch` for a row already found.
+    #[inline]
+    pub fn prefetch_slot(&self, slot: usize) {
+        if slot < self.beat.len() {
+            prefetch(&self.beat[slot]);
+            prefetch(&self.start[slot]);
+        }
+    }
+
     /// The first of `count` new attempt ids, or an error once the id space would run out.
     pub fn next_ids(&self, count: usize) -> Result<u32> {
         let first = self.slot_of.len() as u64;
@@ -221,6 +243,20 @@ impl Live {
     pub fn index_bytes(&self) -> usize {
         self.slot_of.capacity() * 4
     }
+}
+
+#[inline(always)]
+fn prefetch<T>(at: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults and changes no memory. SSE is part of
+    // every x86-64 target.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((at as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 #[cfg(test)]
