@@ -644,13 +644,25 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         try:
             while True:
                 with self._changed:
-                    finished = self._shutdown and not self._runners and not self._ready
-                    if not finished:
-                        # Sleep until the next check; with nothing running, until work arrives.
-                        idle = not self._active and not self._inbox
-                        self._scheduler_idle = idle
-                        self._changed.wait(None if idle else self._interval)
-                        self._scheduler_idle = False
+                    # Drain and check once per interval, however often runners notify (they
+                    # end and submit at task rate); with nothing running or queued, sleep until
+                    # work arrives, then give it one interval before the first check.
+                    deadline = None
+                    while True:
+                        finished = self._shutdown and not self._runners and not self._ready
+                        if finished:
+                            break
+                        if not self._active and not self._inbox:
+                            self._scheduler_idle = True
+                            self._changed.wait()
+                            self._scheduler_idle = False
+                            continue
+                        now = time.monotonic()
+                        if deadline is None:
+                            deadline = now + self._interval
+                        elif now >= deadline:
+                            break
+                        self._changed.wait(deadline - now)
                     inbox, self._inbox = self._inbox, collections.deque()
                 feed.drain(inbox)
                 if finished:
@@ -718,50 +730,93 @@ class _DetectorFeed:
         self.running: dict[int, _Attempt] = {}  # Detector attempt id -> attempt
 
     def drain(self, inbox: collections.deque) -> None:
+        """Apply the inbox to the Detector in three batched calls per run: ``add_tasks`` per
+        run of like registrations, then ``start_many``, then ``finish_many``.
+
+        Starts and ends of different tasks commute (no Detector state read by one is written by
+        the other), so they are gathered over the whole inbox; only a start of a task with an
+        end still unsent (a retry, or a copy of a task whose attempt just failed) must see that
+        end first (else the Detector would count it as a copy), and forces a flush.
+        """
         import numpy as np
 
         detector = self.detector
-        batch: list[Any] = []   # a run of registrations of one kind, or a run of starts
-        batch_key: Any = None
+        registrations: list[_Task] = []   # a run of registrations with one key
+        registration_key: Any = None
+        starts: list[_Attempt] = []
+        ends: list[_Attempt] = []
+        ended_tasks: set[_Task] = set()
+
+        def flush_registrations() -> None:
+            if registrations:
+                stage, input_bytes, speculatable = registration_key
+                ids = detector.add_tasks(stage, len(registrations), input_bytes=input_bytes, speculatable=speculatable)
+                for task, det_id in zip(registrations, ids.tolist()):
+                    task.det_id = det_id
+                self.tasks.extend(registrations)
+                registrations.clear()
 
         def flush() -> None:
-            if not batch:
-                return
-            if batch_key == "start":
+            flush_registrations()
+            if starts:
+                n = len(starts)
                 ids = detector.start_many(
-                    np.fromiter((a.task.det_id for a in batch), np.int64, len(batch)),
-                    np.fromiter((a.start for a in batch), np.float64, len(batch)),
-                    nodes=np.fromiter((a.node for a in batch), np.int64, len(batch)),
+                    np.fromiter([a.task.det_id for a in starts], np.int64, n),
+                    np.fromiter([a.start for a in starts], np.float64, n),
+                    nodes=np.fromiter([a.node for a in starts], np.int64, n),
                 )
-                for attempt, detector_id in zip(batch, ids.tolist()):
+                running = self.running
+                for attempt, detector_id in zip(starts, ids.tolist()):
                     attempt.detector_id = detector_id
-                    self.running[detector_id] = attempt
-            else:
-                stage, input_bytes, speculatable = batch_key
-                ids = detector.add_tasks(stage, len(batch), input_bytes=input_bytes, speculatable=speculatable)
-                for task, det_id in zip(batch, ids.tolist()):
-                    task.det_id = det_id
-                self.tasks.extend(batch)
-            batch.clear()
+                    running[detector_id] = attempt
+                starts.clear()
+            if ends:
+                self._finish(ends)
+                ends.clear()
+                ended_tasks.clear()
 
         for kind, item in inbox:
-            if kind == "end":
-                flush()
-                attempt = item
-                del self.running[attempt.detector_id]
-                beat = attempt.beat
-                records = beat[2] if beat is not None else None
-                detector.finish(attempt.detector_id, attempt.end, ok=attempt.outcome == "finish", records=records)
-                continue
             if kind == "start":
-                key: Any = "start"
+                if item.task in ended_tasks:
+                    flush()
+                starts.append(item)
+            elif kind == "end":
+                ends.append(item)
+                ended_tasks.add(item.task)
             else:
                 key = self._task_key(item)
-            if key != batch_key:
-                flush()
-                batch_key = key
-            batch.append(item)
+                if key != registration_key:
+                    flush_registrations()
+                    registration_key = key
+                registrations.append(item)
         flush()
+
+    def _finish(self, ends: list[_Attempt]) -> None:
+        """``finish_many`` over ended attempts: one call for those whose last heartbeat carried
+        records (the Detector's stage rate uses them) and one for the others."""
+        import numpy as np
+
+        running = self.running
+        plain: list[_Attempt] = []
+        counted: list[_Attempt] = []
+        for attempt in ends:
+            del running[attempt.detector_id]
+            beat = attempt.beat
+            if beat is None or beat[2] is None:
+                plain.append(attempt)
+            else:
+                counted.append(attempt)
+        for rows in (plain, counted):
+            if not rows:
+                continue
+            n = len(rows)
+            ok = [a.outcome == "finish" for a in rows]
+            self.detector.finish_many(
+                np.fromiter([a.detector_id for a in rows], np.int64, n),
+                np.fromiter([a.end for a in rows], np.float64, n),
+                ok=None if all(ok) else ok,
+                records=np.fromiter([a.beat[2] for a in rows], np.float64, n) if rows is counted else None,
+            )
 
     def _task_key(self, task: _Task) -> tuple:
         stage = self.stages.get(task.stage)
