@@ -264,6 +264,10 @@ class DaskEngine:
         self.to_stop: list[Any] = []                      # losers to stop once the lock is free
         self.blocklist = NodeBlocklist()
         self.workers_refreshed = -1.0
+        self.free_since: Optional[float] = None
+        # How long a thread may stay free while originals wait before we conclude they cannot
+        # take it: well above the start reports' latency (a flush window plus a check).
+        self.grace = max(0.2, 2 * executor._interval)
 
         self.reports: collections.deque = collections.deque()
         self.finished: collections.deque = collections.deque()
@@ -311,13 +315,66 @@ class DaskEngine:
             self.addresses.append(address)
         return node
 
-    def situation_locked(self, det_tasks: list[int], feed: Any, now: float) -> dict:
-        """The planner's view of the cluster (under the executor's lock)."""
-        ex = self.executor
-        free_nodes = {
+    def _free_nodes(self) -> dict[int, int]:
+        return {
             node: threads - self.running_on[node] - self.copies_on[node]
             for node, threads in self.nthreads.items()
         }
+
+    def _waiting_alone(self) -> list[Any]:
+        """Originals handed to Dask, not started, and their task's only attempt, oldest first."""
+        return sorted(
+            (a for a in self.by_key.values()
+             if not a.started and a.pinned < 0 and not a.speculative and len(a.task.running) == 1
+             and not a.task.queued and not a.task.done),
+            key=lambda a: a.start,
+        )
+
+    def relocate_locked(self, now: float) -> bool:
+        """Start again, on an idle worker, the originals that wait behind a busy one.
+
+        Dask keeps a task it queued on a worker there (with worker-saturation 1.1 a 1-thread
+        worker holds one task beside the running one, and work stealing did not move it in
+        our runs), so behind a straggler it waits as long as the straggler runs. When a thread
+        has stayed free for ``grace`` while originals wait, they cannot use it: each gets a
+        second attempt pinned to a free node (not a copy: it never ran); whichever starts and
+        finishes first wins, and the other is cancelled in Dask before it runs.
+        """
+        from straggler._scheduling import choose_node
+
+        ex = self.executor
+        free_nodes = self._free_nodes()
+        if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ex._pending:
+            self.free_since = None
+            return False
+        if self.free_since is None:
+            self.free_since = now
+        if now - self.free_since < self.grace:
+            return False
+        self.free_since = None
+        blocked = self.blocklist.blocked(now)
+        moved = False
+        for attempt in self._waiting_alone():
+            node = choose_node(free_nodes, blocked=blocked)
+            if node == -1:
+                break
+            task = attempt.task
+            number = task.next_attempt
+            task.next_attempt += 1
+            ex._queue_locked(task, number, speculative=False)
+            self.placement[(task.id, number)] = node
+            free_nodes[node] -= 1
+            moved = True
+        return moved
+
+    def situation_locked(self, det_tasks: list[int], feed: Any, now: float) -> dict:
+        """The planner's view of the cluster (under the executor's lock)."""
+        ex = self.executor
+        free_nodes = self._free_nodes()
+        free_slots = sum(max(0, free) for free in free_nodes.values())
+        # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
+        # free slot: one already started again elsewhere (relocated) no longer does.
+        waiting = len(self._waiting_alone()) if free_slots > 0 and self.unstarted_originals else self.unstarted_originals
         task_nodes = {}
         for det_task in det_tasks:
             nodes = self.task_nodes.get(feed.tasks[det_task])
@@ -325,8 +382,8 @@ class DaskEngine:
                 task_nodes[det_task] = frozenset(nodes)
         slow = frozenset(int(n) for n in feed.detector.slow_nodes(now)) if ex._policy.kind == "late" else frozenset()
         return dict(
-            pending=ex._pending + self.unstarted_originals,
-            free_slots=sum(max(0, free) for free in free_nodes.values()),
+            pending=ex._pending + waiting,
+            free_slots=free_slots,
             free_nodes=free_nodes,
             task_nodes=task_nodes,
             blocked_nodes=self.blocklist.blocked(now),
@@ -505,8 +562,8 @@ class DaskEngine:
             attempt = rerun
         else:
             self._unstarted_locked(attempt)
-            if not task.future.running() and not task.future.done():
-                if not task.future.set_running_or_notify_cancel():
+            if not task.done and not task.future.running():
+                if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
                     task.done = True  # its caller cancelled it while it waited in Dask
                     ex._stop_others_locked(task)
         attempt.started = True
@@ -531,6 +588,7 @@ class DaskEngine:
         ex = self.executor
         outcomes = []   # (attempt, result, error, address, seconds, lost?)
         gathered = []
+        seen: set[Any] = set()
         for attempt, item in finished:
             if attempt is not None:  # submission failed: item is the error
                 outcomes.append((attempt, None, item, None, None, False))
@@ -538,13 +596,20 @@ class DaskEngine:
             attempt = self.by_key.get(item.key)
             if attempt is None or attempt.dask_future is not item:
                 continue  # already settled (a cancelled loser), or a stale future
-            if item.status == "finished":
+            if attempt in seen:
+                continue  # notified twice
+            seen.add(attempt)
+            status = item.status
+            if status == "finished":
                 gathered.append((attempt, item))
-            elif item.status == "cancelled":
-                outcomes.append((attempt, None, AttemptCancelled("cancelled in Dask"), None, None, not attempt.cancelled))
-            else:
+            elif status == "error":
                 error = item.exception()
                 outcomes.append((attempt, None, error, None, None, isinstance(error, KilledWorker)))
+            else:
+                # "cancelled" by us (a loser) is a kill; cancelled by anyone else, or "lost"
+                # (its result died with a worker), the attempt is lost and the task requeued.
+                error = AttemptCancelled(f"task {attempt.task.id}: the Dask task was {status}")
+                outcomes.append((attempt, None, error, None, None, not attempt.cancelled))
         if gathered:
             try:
                 values = self.client.gather([f for _, f in gathered])
@@ -558,11 +623,9 @@ class DaskEngine:
                     except Exception:
                         values.append(None)
                         future.add_done_callback(self._on_done)
-                        attempt.refetch = True
             for (attempt, _), value in zip(gathered, values):
-                if attempt.refetch:
-                    attempt.refetch = False
-                    continue
+                if value is None:
+                    continue  # settled when its done callback fires again
                 finished_ok, result, address, seconds = value
                 error = None if finished_ok else AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
                 outcomes.append((attempt, result, error, address, seconds, False))
@@ -570,6 +633,13 @@ class DaskEngine:
         with ex._lock:
             now = ex._clock()
             for attempt, result, error, address, seconds, lost in outcomes:
+                task = attempt.task
+                if not task.done and not task.future.running():
+                    # Not seen running yet, so its Future is still PENDING: claim it as
+                    # ThreadPoolExecutor does before a task runs (its caller may have cancelled it).
+                    if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
+                        task.done = True
+                        ex._stop_others_locked(task)
                 if not attempt.started:
                     if address is not None:
                         # The result came before the start report (two channels): start it now.

@@ -151,7 +151,7 @@ class _DaskAttempt(_Attempt):
     """An attempt handed to Dask: it has a key, a Dask future, and a node once it reports its
     start (``started``); ``pinned`` is the node a copy or retry was sent to (-1: Dask chose)."""
 
-    __slots__ = ("node", "key", "dask_future", "pinned", "started", "address", "refetch")
+    __slots__ = ("node", "key", "dask_future", "pinned", "started", "address")
 
     def __init__(self, task: _Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
         super().__init__(task, number, speculative, clock)
@@ -161,7 +161,6 @@ class _DaskAttempt(_Attempt):
         self.pinned = -1
         self.started = False
         self.address = ""
-        self.refetch = False
 
 
 # One queued attempt: (task, attempt number, speculative).
@@ -737,6 +736,10 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             # On Dask, originals handed to the cluster but not started yet still wait for a slot.
             pending = self._pending if dask is None else self._pending + dask.unstarted_originals
             slots = self._slots
+            relocated = dask is not None and dask.relocate_locked(now)
+        if relocated:
+            dask.dispatch()  # the copies wait for the next check, which sees these placed
+            return
         answer = feed.detector.check(now, pending=pending, slots=slots)
         if len(answer.task) == 0 or self._policy is None:
             return
