@@ -53,8 +53,10 @@ class ExecutorStats:
     ``speculative`` the copies started while another attempt of the task ran;
     ``speculative_wins`` the tasks a copy finished first; ``failures`` the attempts that raised
     (losers never count); ``killed`` the attempts that ended after their task was already done
-    (stopped by ``heartbeat`` or finished too late); ``wasted_seconds`` the run time of the
-    attempts that ended without producing the task's result (failed and killed ones).
+    (stopped by ``heartbeat`` or finished too late); ``lost`` the attempts an engine lost
+    without a verdict (a Dask worker died under them; never counted as failures);
+    ``wasted_seconds`` the run time of the attempts that ended without producing the task's
+    result (failed, killed and lost ones).
     """
 
     tasks: int
@@ -64,6 +66,7 @@ class ExecutorStats:
     failures: int
     killed: int
     wasted_seconds: float
+    lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class AttemptEvent:
     """One line of the executor's timeline.
 
     ``kind``: "start", "finish" (the task's winning attempt), "fail" (it raised; counts as a
-    failure) or "kill" (it ended after its task was done: stopped, or its result discarded).
+    failure), "kill" (it ended after its task was done: stopped, or its result discarded) or
+    "lost" (the engine lost it: a Dask worker died under it).
     ``time`` is on the executor's clock (``time.monotonic`` unless one was injected).
     """
 
@@ -143,6 +147,22 @@ class _Attempt:
         return self._context
 
 
+class _DaskAttempt(_Attempt):
+    """An attempt handed to Dask: it has a key, a Dask future, and a node once it reports its
+    start (``started``); ``pinned`` is the node a copy or retry was sent to (-1: Dask chose)."""
+
+    __slots__ = ("node", "key", "dask_future", "pinned", "started", "address")
+
+    def __init__(self, task: _Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
+        super().__init__(task, number, speculative, clock)
+        self.node = -1
+        self.key = ""
+        self.dask_future: Any = None
+        self.pinned = -1
+        self.started = False
+        self.address = ""
+
+
 # One queued attempt: (task, attempt number, speculative).
 _Entry = tuple
 
@@ -161,6 +181,10 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     """Run tasks on ``executor`` (a private ``ThreadPoolExecutor(max_workers)`` by default) and
     start speculative copies of the slow ones, as ``policy`` decides.
 
+    ``executor`` may also be a ``distributed.Client`` (or its ``get_executor()``): attempts then
+    run on the Dask cluster, a node is a worker, and the slots are the workers' threads (see
+    ``straggler._dask``). ``max_workers`` does not apply there.
+
     ``policy=None`` runs the same machinery without speculation (the baseline). ``interval`` is
     the scheduler's check period (default: the policy's own interval; 0.1 s without a policy).
     A task whose attempts fail ``max_failures`` times gets the last exception.
@@ -177,8 +201,15 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         max_failures: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if executor is not None and not isinstance(executor, concurrent.futures.Executor):
-            raise TypeError(f"executor must be a concurrent.futures.Executor or None, got {executor!r}")
+        from straggler import _dask
+
+        dask_client = None if executor is None else _dask.client_of(executor)
+        if dask_client is not None and max_workers is not None:
+            raise ValueError(f"max_workers: a Dask cluster's slots are its workers' threads; got max_workers={max_workers!r}")
+        if executor is not None and dask_client is None and not isinstance(executor, concurrent.futures.Executor):
+            raise TypeError(
+                f"executor must be a concurrent.futures.Executor, a distributed.Client or None, got {executor!r}"
+            )
         if max_workers is not None:
             if isinstance(max_workers, bool) or not isinstance(max_workers, int):
                 raise TypeError(f"max_workers must be an int or None, got {max_workers!r}")
@@ -200,9 +231,12 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
 
-        if executor is None:
+        if dask_client is not None:
+            slots = 1  # the Dask engine counts the workers' threads below
+            engine: Any = dask_client[0]
+        elif executor is None:
             slots = max_workers if max_workers is not None else min(32, (os.cpu_count() or 1) + 4)
-            engine: concurrent.futures.Executor = ThreadPoolExecutor(slots, thread_name_prefix="straggler-worker")
+            engine = ThreadPoolExecutor(slots, thread_name_prefix="straggler-worker")
         else:
             engine = executor
             engine_workers = getattr(executor, "_max_workers", None)
@@ -219,7 +253,10 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # A ThreadPoolExecutor runs our runner loops in its own threads; any other engine gets
         # one attempt at a time from a driver thread of ours (it may run it in another process).
         self._in_process = isinstance(engine, ThreadPoolExecutor)
-        self._drivers = None if self._in_process else ThreadPoolExecutor(slots, thread_name_prefix="straggler-driver")
+        self._drivers = (
+            None if self._in_process or dask_client is not None
+            else ThreadPoolExecutor(slots, thread_name_prefix="straggler-driver")
+        )
         self._slots = slots
         self._policy = policy
         self._interval = float(interval)
@@ -240,11 +277,14 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # (ended?, attempt) in the order they happened; AttemptEvents are built when asked for.
         self._log: list[tuple[bool, _Attempt]] = []
         self._n_attempts = self._n_speculative = self._n_wins = self._n_failures = self._n_killed = 0
+        self._n_lost = 0
         self._wasted = 0.0
         # The scheduler's inbox: ("task", _Task) | ("start", _Attempt) | ("end", _Attempt), in
         # the order they happened (appended under the lock).
         self._inbox: collections.deque[tuple[str, Any]] = collections.deque()
         self._scheduler_idle = False
+        # Built last: it reads the cluster's workers into _slots and starts its event thread.
+        self._dask = None if dask_client is None else _dask.DaskEngine(self, *dask_client)
         self._scheduler = threading.Thread(target=self._schedule_loop, name="straggler-scheduler", daemon=True)
         self._scheduler.start()
 
@@ -290,11 +330,13 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             self._pending += 1
             if self._scheduler_idle:
                 self._changed.notify_all()
-            if self._runners < self._slots:
+            if self._runners < self._slots and self._dask is None:
                 self._runners += 1
                 start_runner = True
         if start_runner:
             self._start_runners(1)
+        elif self._dask is not None:
+            self._dask.dispatch()
         return task.future
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
@@ -358,6 +400,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # Future.cancel() runs the callbacks.
         for future in unstarted:
             future.cancel()
+        if cancel_futures and self._dask is not None:
+            self._dask.cancel_unstarted()
         if wait:
             with self._changed:
                 while self._runners or self._ready:
@@ -382,6 +426,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 failures=self._n_failures,
                 killed=self._n_killed,
                 wasted_seconds=self._wasted,
+                lost=self._n_lost,
             )
 
     def events(self) -> list[AttemptEvent]:
@@ -632,6 +677,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             other.cancelled = True
             if other.engine_future is not None:
                 other.engine_future.cancel()  # only helps before it started; running ones run on
+            if self._dask is not None:
+                self._dask.stop_locked(other)
 
     # --- the scheduler thread ---------------------------------------------------------------
 
@@ -644,13 +691,25 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         try:
             while True:
                 with self._changed:
-                    finished = self._shutdown and not self._runners and not self._ready
-                    if not finished:
-                        # Sleep until the next check; with nothing running, until work arrives.
-                        idle = not self._active and not self._inbox
-                        self._scheduler_idle = idle
-                        self._changed.wait(None if idle else self._interval)
-                        self._scheduler_idle = False
+                    # Drain and check once per interval, however often runners notify (they
+                    # end and submit at task rate); with nothing running or queued, sleep until
+                    # work arrives, then give it one interval before the first check.
+                    deadline = None
+                    while True:
+                        finished = self._shutdown and not self._runners and not self._ready
+                        if finished:
+                            break
+                        if not self._active and not self._inbox:
+                            self._scheduler_idle = True
+                            self._changed.wait()
+                            self._scheduler_idle = False
+                            continue
+                        now = time.monotonic()
+                        if deadline is None:
+                            deadline = now + self._interval
+                        elif now >= deadline:
+                            break
+                        self._changed.wait(deadline - now)
                     inbox, self._inbox = self._inbox, collections.deque()
                 feed.drain(inbox)
                 if finished:
@@ -664,28 +723,53 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             self._engine.shutdown(wait=False)
         if self._drivers is not None:
             self._drivers.shutdown(wait=False)
+        if self._dask is not None:
+            self._dask.close()
 
     def _check(self, feed: "_DetectorFeed") -> None:
+        dask = self._dask
+        if dask is not None:
+            dask.refresh_workers()
         feed.send_heartbeats()
         now = self._clock()
         with self._lock:
-            pending = self._pending
-        answer = feed.detector.check(now, pending=pending, slots=self._slots)
+            # On Dask, originals handed to the cluster but not started yet still wait for a slot.
+            pending = self._pending if dask is None else self._pending + dask.unstarted_originals
+            slots = self._slots
+            relocated = dask is not None and dask.relocate_locked(now)
+        if relocated:
+            dask.dispatch()  # the copies wait for the next check, which sees these placed
+            return
+        answer = feed.detector.check(now, pending=pending, slots=slots)
         if len(answer.task) == 0 or self._policy is None:
             return
         with self._lock:
             attempts = {}
-            for det_task in answer.task.tolist():
+            det_tasks = answer.task.tolist()
+            for det_task in det_tasks:
                 task = feed.tasks[det_task]
                 attempts[det_task] = len(task.running) + task.queued
-            situation = Situation(
-                pending=self._pending,
-                free_slots=self._slots - self._active,
-                slots=self._slots,
-                attempts=attempts,
-                speculative_running=self._spec_active,
-            )
+            if dask is None:
+                # Thread and process pools have no nodes to choose, so Flink's node blocking
+                # and LATE's slow nodes have nothing to act on here.
+                situation = Situation(
+                    pending=self._pending,
+                    free_slots=self._slots - self._active,
+                    slots=self._slots,
+                    attempts=attempts,
+                    speculative_running=self._spec_active,
+                )
+            else:
+                situation = Situation(
+                    slots=self._slots,
+                    attempts=attempts,
+                    speculative_running=self._spec_active,
+                    **dask.situation_locked(det_tasks, feed, now),
+                )
             plan = plan_copies(answer, policy=self._policy, situation=situation)
+            if dask is not None and plan.block_nodes:
+                for node in plan.block_nodes:
+                    dask.blocklist.block(node, now, self._policy.block_slow_node_duration)
             started = []
             for order in plan.copies:
                 task = feed.tasks[order.task]
@@ -694,16 +778,20 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 number = task.next_attempt
                 task.next_attempt += 1
                 self._queue_locked(task, number, speculative=True)
+                if dask is not None and order.node is not None:
+                    dask.placement[(task.id, number)] = order.node
                 started.append((task, number, order))
-            start = self._claim_runners_locked()
-        # Thread and process pools have no nodes to choose, so Flink's node blocking and LATE's
-        # slow nodes (plan.block_nodes, Situation.slow_nodes) have nothing to act on here.
+            start = self._claim_runners_locked() if dask is None else 0
         for task, number, order in started:
             logger.info(
-                "task %d of stage %s ran %.3g s > threshold %.3g s; starting copy (attempt %d)",
+                "task %d of stage %s ran %.3g s > threshold %.3g s; starting copy (attempt %d)%s",
                 task.id, task.stage, order.elapsed, order.threshold, number,
+                "" if dask is None or order.node is None else f" on {dask.addresses[order.node]}",
             )
-        self._start_runners(start)
+        if dask is not None:
+            dask.dispatch()
+        else:
+            self._start_runners(start)
 
 
 class _DetectorFeed:
@@ -718,50 +806,95 @@ class _DetectorFeed:
         self.running: dict[int, _Attempt] = {}  # Detector attempt id -> attempt
 
     def drain(self, inbox: collections.deque) -> None:
+        """Apply the inbox to the Detector in three batched calls per run: ``add_tasks`` per
+        run of like registrations, then ``start_many``, then ``finish_many``.
+
+        Starts and ends of different tasks commute (no Detector state read by one is written by
+        the other), so they are gathered over the whole inbox; only a start of a task with an
+        end still unsent (a retry, or a copy of a task whose attempt just failed) must see that
+        end first (else the Detector would count it as a copy), and forces a flush.
+        """
         import numpy as np
 
         detector = self.detector
-        batch: list[Any] = []   # a run of registrations of one kind, or a run of starts
-        batch_key: Any = None
+        registrations: list[_Task] = []   # a run of registrations with one key
+        registration_key: Any = None
+        starts: list[_Attempt] = []
+        ends: list[_Attempt] = []
+        ended_tasks: set[_Task] = set()
+
+        def flush_registrations() -> None:
+            if registrations:
+                stage, input_bytes, speculatable = registration_key
+                ids = detector.add_tasks(stage, len(registrations), input_bytes=input_bytes, speculatable=speculatable)
+                for task, det_id in zip(registrations, ids.tolist()):
+                    task.det_id = det_id
+                self.tasks.extend(registrations)
+                registrations.clear()
 
         def flush() -> None:
-            if not batch:
-                return
-            if batch_key == "start":
+            flush_registrations()
+            if starts:
+                n = len(starts)
                 ids = detector.start_many(
-                    np.fromiter((a.task.det_id for a in batch), np.int64, len(batch)),
-                    np.fromiter((a.start for a in batch), np.float64, len(batch)),
-                    nodes=np.fromiter((a.node for a in batch), np.int64, len(batch)),
+                    np.fromiter([a.task.det_id for a in starts], np.int64, n),
+                    np.fromiter([a.start for a in starts], np.float64, n),
+                    nodes=np.fromiter([a.node for a in starts], np.int64, n),
                 )
-                for attempt, detector_id in zip(batch, ids.tolist()):
+                running = self.running
+                for attempt, detector_id in zip(starts, ids.tolist()):
                     attempt.detector_id = detector_id
-                    self.running[detector_id] = attempt
-            else:
-                stage, input_bytes, speculatable = batch_key
-                ids = detector.add_tasks(stage, len(batch), input_bytes=input_bytes, speculatable=speculatable)
-                for task, det_id in zip(batch, ids.tolist()):
-                    task.det_id = det_id
-                self.tasks.extend(batch)
-            batch.clear()
+                    running[detector_id] = attempt
+                starts.clear()
+            if ends:
+                self._finish(ends)
+                ends.clear()
+                ended_tasks.clear()
 
         for kind, item in inbox:
-            if kind == "end":
-                flush()
-                attempt = item
-                del self.running[attempt.detector_id]
-                beat = attempt.beat
-                records = beat[2] if beat is not None else None
-                detector.finish(attempt.detector_id, attempt.end, ok=attempt.outcome == "finish", records=records)
-                continue
             if kind == "start":
-                key: Any = "start"
+                if item.task in ended_tasks:
+                    flush()
+                starts.append(item)
+            elif kind == "end":
+                ends.append(item)
+                ended_tasks.add(item.task)
             else:
                 key = self._task_key(item)
-            if key != batch_key:
-                flush()
-                batch_key = key
-            batch.append(item)
+                if key != registration_key:
+                    flush_registrations()
+                    registration_key = key
+                registrations.append(item)
         flush()
+
+    def _finish(self, ends: list[_Attempt]) -> None:
+        """``finish_many`` over ended attempts: one call for those whose last heartbeat carried
+        records (the Detector's stage rate uses them) and one for the others."""
+        import numpy as np
+
+        running = self.running
+        plain: list[_Attempt] = []
+        counted: list[_Attempt] = []
+        for attempt in ends:
+            if attempt.detector_id < 0:
+                continue  # never started in the engine (a Dask attempt withdrawn from its queue)
+            del running[attempt.detector_id]
+            beat = attempt.beat
+            if beat is None or beat[2] is None:
+                plain.append(attempt)
+            else:
+                counted.append(attempt)
+        for rows in (plain, counted):
+            if not rows:
+                continue
+            n = len(rows)
+            ok = [a.outcome == "finish" for a in rows]
+            self.detector.finish_many(
+                np.fromiter([a.detector_id for a in rows], np.int64, n),
+                np.fromiter([a.end for a in rows], np.float64, n),
+                ok=None if all(ok) else ok,
+                records=np.fromiter([a.beat[2] for a in rows], np.float64, n) if rows is counted else None,
+            )
 
     def _task_key(self, task: _Task) -> tuple:
         stage = self.stages.get(task.stage)

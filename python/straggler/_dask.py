@@ -1,0 +1,747 @@
+"""The Dask engine: ``SpeculativeExecutor(client)`` runs attempts on a ``distributed`` cluster.
+
+Importing this module does not import ``distributed``; only an executor built on a Dask
+client (and the worker side, which runs inside Dask already) touches it.
+
+How an attempt travels (measured on dask 2026.8):
+
+- Every attempt is its own Dask task with its own key (``<function>-<task>-<attempt>-<token>``):
+  identical submissions would otherwise collapse into one key. The key keeps the function's
+  name first, so Dask's task groups and duration estimates stay per function.
+- Originals go to Dask as soon as they are submitted, without restrictions: Dask queues and
+  places them as it would a plain ``client.submit``. Copies and retries are pinned to the node
+  ``plan_copies`` chose (``workers=[address]``, with ``allow_other_workers=True`` so that a
+  copy whose worker died still runs somewhere) and get a higher priority: Dask can avoid a
+  worker only if it is told which ones to use.
+- Dask futures never report ``running()``, so the attempt reports its own start: the wrapper
+  that runs on the worker registers the attempt in its process's *channel*, whose flusher
+  thread sends starts and the newest heartbeat of each running attempt in one
+  ``Worker.log_event`` per flush (at most one per ``flush_interval``). The scheduler forwards
+  them to the client's ``subscribe_topic`` handler; the engine's event thread applies them.
+  Worker times become executor times by the worker's own clock differences (``sent - at``),
+  so no clock needs to agree across machines; only the transport latency is not subtracted.
+- A node is a worker address, numbered in the order the executor first saw it (never reused:
+  a restarted worker has a new address). The planner gets each node's free threads, the
+  nodes each task ran on, Flink's blocked nodes and LATE's slow nodes.
+- Losers stop cooperatively. ``Future.cancel()`` cannot stop an attempt already running on a
+  worker (its thread keeps the slot), so a loser that started is marked cancelled in its
+  worker process by ``client.run`` (routed through the scheduler), and its next ``heartbeat``
+  raises ``AttemptCancelled``; the check is a set lookup in the worker, no round trip per
+  heartbeat. A loser not yet started is cancelled in Dask and never runs.
+- Worker loss: Dask reruns a task whose worker died under the same key; the second start
+  report of one key ends the first run as "lost" (not a failure) and starts the next in the
+  Detector. Once Dask gives up (``KilledWorker`` after ``distributed.scheduler.allowed-failures``),
+  the attempt is lost and a new attempt is queued, again without counting a failure; a task
+  that loses ``max_failures`` attempts this way fails with the ``KilledWorker`` (a task that
+  kills every worker it touches must not loop for ever).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
+
+logger = logging.getLogger("straggler")
+
+__all__: list[str] = []
+
+# The flusher's batching window on the worker: starts and heartbeats of this long go in one
+# message. It bounds the report latency from below; the check interval bounds it from above.
+FLUSH_INTERVAL = 0.01
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+class _WorkerAttempt:
+    """An attempt running in a Dask worker: what ``heartbeat`` and ``current_attempt`` see."""
+
+    __slots__ = ("channel", "key", "fields", "start", "cancelled", "_beat", "beat_sent", "_context")
+
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def __init__(self, channel: "_WorkerChannel", key: str, fields: tuple) -> None:
+        self.channel = channel
+        self.key = key
+        self.fields = fields          # (task, attempt, speculative, staging_dir)
+        self.start = time.monotonic()
+        self.cancelled = False
+        self._beat: Optional[tuple] = None
+        self.beat_sent: Optional[tuple] = None
+        self._context: Optional[AttemptContext] = None
+
+    @property
+    def _live(self) -> "_WorkerAttempt":
+        return self
+
+    @property
+    def beat(self) -> Optional[tuple]:
+        return self._beat
+
+    @beat.setter
+    def beat(self, value: tuple) -> None:
+        # heartbeat() stores a whole tuple; wake the flusher so the beat leaves within a window.
+        self._beat = value
+        self.channel.wake.set()
+
+    def context(self) -> AttemptContext:
+        if self._context is None:
+            task, number, speculative, staging = self.fields
+            node = self.channel.nodes.get(self.channel.address, -1)
+            self._context = AttemptContext(task, number, speculative, node, staging, self)
+        return self._context
+
+
+class _WorkerChannel:
+    """One executor's reports from one worker process: its running attempts, the starts not
+    yet sent, and a flusher thread that sends them in batches."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.running: dict[str, _WorkerAttempt] = {}
+        self.starts: list[tuple[str, float]] = []
+        self.wake = threading.Event()
+        self.nodes: dict[str, int] = {}   # address -> node id, as the executor numbered them
+        self.worker: Any = None
+        self.address = ""
+        self.thread: Optional[threading.Thread] = None
+
+    def enter(self, key: str, fields: tuple) -> _WorkerAttempt:
+        attempt = _WorkerAttempt(self, key, fields)
+        with self.lock:
+            if self.thread is None:
+                from distributed import get_worker
+
+                self.worker = get_worker()
+                self.address = self.worker.address
+                self.thread = threading.Thread(target=self._flush_loop, name=f"straggler-reports-{self.name}",
+                                               daemon=True)
+                self.thread.start()
+            self.running[key] = attempt
+            self.starts.append((key, attempt.start))
+        self.wake.set()
+        return attempt
+
+    def leave(self, attempt: _WorkerAttempt) -> None:
+        with self.lock:
+            self.running.pop(attempt.key, None)
+
+    def _flush_loop(self) -> None:
+        window = threading.Event()  # never set: waiting on it is the batching window
+        while True:
+            self.wake.wait()
+            window.wait(FLUSH_INTERVAL)
+            self.wake.clear()  # before collecting: a beat stored from now on wakes us again
+            with self.lock:
+                starts, self.starts = self.starts, []
+                running = list(self.running.values())
+            beats = []
+            for attempt in running:
+                beat = attempt._beat
+                if beat is not None and beat is not attempt.beat_sent:
+                    attempt.beat_sent = beat
+                    beats.append((attempt.key, *beat))
+            if starts or beats:
+                message = {"sent": time.monotonic(), "worker": self.address, "starts": starts, "beats": beats}
+                try:
+                    self.worker.log_event(self.name, message)
+                except Exception:  # pragma: no cover - a closing worker; its tasks are rerun
+                    logger.debug("straggler: could not send reports from %s", self.address, exc_info=True)
+
+
+_channels: dict[str, _WorkerChannel] = {}
+_channels_lock = threading.Lock()
+
+
+def _channel(name: str) -> _WorkerChannel:
+    channel = _channels.get(name)
+    if channel is None:
+        with _channels_lock:
+            channel = _channels.get(name)
+            if channel is None:
+                channel = _channels[name] = _WorkerChannel(name)
+    return channel
+
+
+def _run_attempt(channel_name: str, key: str, fields: tuple, fn: Callable[..., Any], args: tuple,
+                 kwargs: dict) -> tuple[bool, Any, str, float]:
+    """What Dask runs for every attempt. Returns (finished?, value, worker address, seconds):
+    finished is False when the attempt stopped because another attempt won."""
+    channel = _channel(channel_name)
+    attempt = channel.enter(key, fields)
+    previous = _enter(attempt)
+    try:
+        value = fn(*args, **kwargs)
+        finished = True
+    except AttemptCancelled:
+        value, finished = None, False
+    finally:
+        _leave(previous)
+        channel.leave(attempt)
+    return finished, value, channel.address, time.monotonic() - attempt.start
+
+
+async def _mark_cancelled(channel_name: str, keys: list[str]) -> None:
+    """Run by ``client.run`` in a worker process (a coroutine: ``run(wait=False)`` takes only
+    those): the next heartbeat of these attempts raises."""
+    channel = _channels.get(channel_name)
+    if channel is None:
+        return
+    for key in keys:
+        attempt = channel.running.get(key)
+        if attempt is not None:
+            attempt.cancelled = True
+
+
+async def _learn_nodes(channel_name: str, nodes: dict[str, int]) -> None:
+    """Run by ``client.run``: the executor's node ids, for ``current_attempt().node``."""
+    _channel(channel_name).nodes.update(nodes)
+
+
+# --- the client side ---------------------------------------------------------------------------
+
+def client_of(executor: Any) -> Optional[tuple[Any, dict]]:
+    """(client, submit options) when ``executor`` is a ``distributed.Client`` or its
+    ``get_executor()``; None otherwise. Never imports ``distributed`` itself."""
+    module = type(executor).__module__ or ""
+    if not module.startswith("distributed"):
+        return None
+    import distributed
+    from distributed.cfexecutor import ClientExecutor
+
+    if isinstance(executor, distributed.Client):
+        return executor, {}
+    if isinstance(executor, ClientExecutor):
+        return executor._client, dict(executor._kwargs)
+    return None
+
+
+class DaskEngine:
+    """The executor's side of a Dask cluster. Runs one event thread that applies the workers'
+    reports and settles ended attempts; everything it changes in the executor it changes under
+    the executor's lock, through the executor's own methods."""
+
+    def __init__(self, executor: Any, client: Any, submit_options: dict) -> None:
+        from straggler._scheduling import NodeBlocklist
+
+        submit_options = dict(submit_options)
+        if submit_options.pop("retries", 0):
+            raise ValueError(
+                f"retries: the executor retries failed attempts itself (max_failures); got retries="
+                f"{submit_options.get('retries')!r} from the Dask executor"
+            )
+        submit_options.pop("pure", None)          # every attempt has its own key anyway
+        submit_options.pop("allow_other_workers", None)
+        universe = submit_options.pop("workers", None)
+        if isinstance(universe, str):
+            universe = [universe]
+        self.universe = None if universe is None else set(universe)
+        self.resources = submit_options.pop("resources", None)
+        if submit_options:
+            raise TypeError(f"unsupported Dask submit options: {sorted(submit_options)!r}")
+
+        self.executor = executor
+        self.client = client
+        self.token = uuid.uuid4().hex[:12]
+        self.channel = f"straggler-{self.token}"
+        self.nodes: dict[str, int] = {}          # address -> node id
+        self.addresses: list[str] = []           # node id -> address
+        self.nthreads: dict[int, int] = {}       # live node -> threads
+        self.running_on: collections.Counter[int] = collections.Counter()   # started attempts per node
+        self.copies_on: collections.Counter[int] = collections.Counter()    # pinned, not yet started
+        self.unstarted_originals = 0
+        self.by_key: dict[str, Any] = {}         # key -> its live _DaskAttempt
+        self.placement: dict[tuple[int, int], int] = {}   # (task id, attempt) -> node for a copy
+        self.task_nodes: dict[Any, set[int]] = {}         # _Task -> nodes it runs or ran on
+        self.lost_by_task: collections.Counter[int] = collections.Counter()
+        self.stopped_unstarted: set[str] = set()          # cancelled before we saw them start
+        self.to_stop: list[Any] = []                      # losers to stop once the lock is free
+        self.blocklist = NodeBlocklist()
+        self.workers_refreshed = -1.0
+        self.free_since: Optional[float] = None
+        # How long a thread may stay free while originals wait before we conclude they cannot
+        # take it: well above the start reports' latency (a flush window plus a check).
+        self.grace = max(0.2, 2 * executor._interval)
+
+        self.reports: collections.deque = collections.deque()
+        self.finished: collections.deque = collections.deque()
+        self.wake = threading.Condition(threading.Lock())
+        self.closing = False
+        self.refresh_workers(force=True)
+        # Subscribed before any attempt is submitted: both go through the client's one batched
+        # stream to the scheduler, in order, so no report can precede the subscription.
+        client.subscribe_topic(self.channel, self._on_report)
+        self.thread = threading.Thread(target=self._event_loop, name="straggler-dask", daemon=True)
+        self.thread.start()
+
+    # --- workers and nodes ------------------------------------------------------------------
+
+    def refresh_workers(self, force: bool = False) -> None:
+        """Re-read the cluster's workers (an RPC; at most once a second unless forced)."""
+        now = time.monotonic()
+        if not force and now - self.workers_refreshed < 1.0:
+            return
+        self.workers_refreshed = now
+        info = self.client.scheduler_info(n_workers=-1)
+        workers = {address: int(w.get("nthreads", 1)) for address, w in info.get("workers", {}).items()}
+        if self.universe is not None:
+            workers = {a: n for a, n in workers.items() if a in self.universe}
+        learned = {}
+        nthreads = {}
+        for address, threads in workers.items():
+            node = self.nodes.get(address)
+            if node is None:
+                node = self.nodes[address] = len(self.addresses)
+                self.addresses.append(address)
+                learned[address] = node
+            nthreads[node] = threads
+        ex = self.executor
+        with ex._lock:
+            self.nthreads = nthreads
+            ex._slots = max(1, sum(nthreads.values()))
+        if learned:
+            self.client.run(_learn_nodes, self.channel, dict(self.nodes), wait=False)
+
+    def node_of(self, address: str) -> int:
+        node = self.nodes.get(address)
+        if node is None:  # a worker newer than our last look at the cluster
+            node = self.nodes[address] = len(self.addresses)
+            self.addresses.append(address)
+        return node
+
+    def _free_nodes(self) -> dict[int, int]:
+        return {
+            node: threads - self.running_on[node] - self.copies_on[node]
+            for node, threads in self.nthreads.items()
+        }
+
+    def _waiting_alone(self) -> list[Any]:
+        """Originals handed to Dask, not started, and their task's only attempt, oldest first."""
+        return sorted(
+            (a for a in self.by_key.values()
+             if not a.started and a.pinned < 0 and not a.speculative and len(a.task.running) == 1
+             and not a.task.queued and not a.task.done),
+            key=lambda a: a.start,
+        )
+
+    def relocate_locked(self, now: float) -> bool:
+        """Start again, on an idle worker, the originals that wait behind a busy one.
+
+        Dask keeps a task it queued on a worker there (with worker-saturation 1.1 a 1-thread
+        worker holds one task beside the running one, and work stealing did not move it in
+        our runs), so behind a straggler it waits as long as the straggler runs. When a thread
+        has stayed free for ``grace`` while originals wait, they cannot use it: each gets a
+        second attempt pinned to a free node (not a copy: it never ran); whichever starts and
+        finishes first wins, and the other is cancelled in Dask before it runs.
+        """
+        from straggler._scheduling import choose_node
+
+        ex = self.executor
+        free_nodes = self._free_nodes()
+        if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ex._pending:
+            self.free_since = None
+            return False
+        if self.free_since is None:
+            self.free_since = now
+        if now - self.free_since < self.grace:
+            return False
+        self.free_since = None
+        blocked = self.blocklist.blocked(now)
+        moved = False
+        for attempt in self._waiting_alone():
+            node = choose_node(free_nodes, blocked=blocked)
+            if node == -1:
+                break
+            task = attempt.task
+            number = task.next_attempt
+            task.next_attempt += 1
+            ex._queue_locked(task, number, speculative=False)
+            self.placement[(task.id, number)] = node
+            free_nodes[node] -= 1
+            moved = True
+        return moved
+
+    def situation_locked(self, det_tasks: list[int], feed: Any, now: float) -> dict:
+        """The planner's view of the cluster (under the executor's lock)."""
+        ex = self.executor
+        free_nodes = self._free_nodes()
+        free_slots = sum(max(0, free) for free in free_nodes.values())
+        # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
+        # free slot: one already started again elsewhere (relocated) no longer does.
+        waiting = len(self._waiting_alone()) if free_slots > 0 and self.unstarted_originals else self.unstarted_originals
+        task_nodes = {}
+        for det_task in det_tasks:
+            nodes = self.task_nodes.get(feed.tasks[det_task])
+            if nodes:
+                task_nodes[det_task] = frozenset(nodes)
+        slow = frozenset(int(n) for n in feed.detector.slow_nodes(now)) if ex._policy.kind == "late" else frozenset()
+        return dict(
+            pending=ex._pending + waiting,
+            free_slots=free_slots,
+            free_nodes=free_nodes,
+            task_nodes=task_nodes,
+            blocked_nodes=self.blocklist.blocked(now),
+            slow_nodes=slow,
+        )
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Hand every queued attempt to Dask (called with the executor's lock free)."""
+        from straggler.executor import _DaskAttempt
+
+        ex = self.executor
+        batch = []
+        with ex._lock:
+            ready = ex._ready
+            while ready:
+                task, number, speculative = ready.popleft()
+                ex._unqueue_locked(task, speculative)
+                node = self.placement.pop((task.id, number), -1)
+                if task.done:
+                    continue
+                if number == 0 and task.future.cancelled():
+                    task.done = True  # cancelled by its caller before it was handed to Dask
+                    continue
+                speculative = speculative and bool(task.running)
+                attempt = _DaskAttempt(task, number, speculative, ex._clock)
+                attempt.key = f"{_funcname(task.fn)}-{task.id}-{number}-{self.token}"
+                attempt.pinned = node
+                task.running.append(attempt)
+                ex._active += 1
+                ex._runners += 1
+                ex._n_attempts += 1
+                if speculative:
+                    ex._spec_active += 1
+                    ex._n_speculative += 1
+                if node >= 0:
+                    self.copies_on[node] += 1
+                elif not speculative:
+                    self.unstarted_originals += 1
+                self.by_key[attempt.key] = attempt
+                batch.append((attempt, task.fn, task.args, task.kwargs))
+        blocked = self.blocklist.blocked(ex._clock()) if batch else frozenset()
+        for attempt, fn, args, kwargs in batch:
+            self._submit(attempt, fn, args, kwargs, blocked)
+
+    def _submit(self, attempt: Any, fn: Callable[..., Any], args: tuple, kwargs: dict, blocked: frozenset) -> None:
+        ex = self.executor
+        task = attempt.task
+        options: dict[str, Any] = {"key": attempt.key, "pure": False}
+        if self.resources is not None:
+            options["resources"] = self.resources
+        if attempt.pinned >= 0:
+            options.update(workers=[self.addresses[attempt.pinned]], allow_other_workers=True, priority=1)
+        elif attempt.number > 0 or blocked or self.universe is not None:
+            # Retries (and, while Flink blocks nodes, every new attempt) avoid the nodes they may
+            # not use by naming the others; loose, so that they still run if only those are left.
+            allowed = [a for a, n in self.nodes.items() if n in self.nthreads and n not in blocked]
+            if allowed:
+                options.update(workers=allowed, allow_other_workers=self.universe is None)
+            if attempt.number > 0:
+                options["priority"] = 1
+        try:
+            staging = None
+            if task.options is not None and task.options.output is not None:
+                staging = attempt.staging = ex._make_staging(task.options.output, task.id, attempt.number)
+            fields = (task.id, attempt.number, attempt.speculative, staging)
+            future = self.client.submit(_run_attempt, self.channel, attempt.key, fields, fn, args, kwargs, **options)
+        except BaseException as exc:  # e.g. a closed client: the attempt fails like any other
+            with self.wake:
+                self.finished.append((attempt, exc))
+                self.wake.notify()
+            return
+        attempt.dask_future = future
+        future.add_done_callback(self._on_done)
+
+    # --- reports and completions (Dask's threads: only queue them) -----------------------------
+
+    def _on_report(self, event: tuple) -> None:
+        received = self.executor._clock()
+        with self.wake:
+            self.reports.append((received, event[1]))
+            self.wake.notify()
+
+    def _on_done(self, future: Any) -> None:
+        with self.wake:
+            self.finished.append((None, future))
+            self.wake.notify()
+
+    def close(self) -> None:
+        with self.wake:
+            self.closing = True
+            self.wake.notify()
+        self.thread.join()
+        try:
+            self.client.unsubscribe_topic(self.channel)
+        except Exception:  # pragma: no cover - the client closed first
+            pass
+
+    # --- the event thread -------------------------------------------------------------------
+
+    def _event_loop(self) -> None:
+        try:
+            while True:
+                with self.wake:
+                    while not (self.reports or self.finished or self.closing or self.to_stop):
+                        self.wake.wait()
+                    if self.closing and not (self.reports or self.finished):
+                        return
+                    reports, self.reports = self.reports, collections.deque()
+                    finished, self.finished = self.finished, collections.deque()
+                marks: dict[str, list[str]] = {}
+                if reports:
+                    self._apply_reports(reports, marks)
+                if finished:
+                    self._settle(finished, marks)
+                self._stop_losers(marks)
+                self.dispatch()
+        except BaseException:  # pragma: no cover - a bug here must not pass silently
+            logger.exception("straggler's Dask event thread stopped; attempts on Dask are no longer settled")
+            raise
+
+    def _apply_reports(self, reports: collections.deque, marks: dict[str, list[str]]) -> None:
+        ex = self.executor
+        with ex._lock:
+            for received, message in reports:
+                address = message["worker"]
+                shift = received - message["sent"]  # worker clock -> executor clock
+                for key, at in message["starts"]:
+                    attempt = self.by_key.get(key)
+                    if attempt is None:
+                        if key in self.stopped_unstarted:
+                            self.stopped_unstarted.discard(key)
+                            marks.setdefault(address, []).append(key)
+                        continue
+                    self._start_locked(attempt, address, at + shift)
+                    if attempt.cancelled:
+                        marks.setdefault(address, []).append(key)
+                for key, at, progress, records in message["beats"]:
+                    attempt = self.by_key.get(key)
+                    if attempt is None or not attempt.started or attempt.address != address:
+                        continue
+                    beat = attempt.beat
+                    # Clamp: two messages' shifts differ by their latencies; the Detector needs
+                    # every attempt's times in order.
+                    floor = attempt.start if beat is None else beat[0]
+                    attempt.beat = (max(at + shift, floor), progress, records)
+
+    def _start_locked(self, attempt: Any, address: str, at: float) -> None:
+        """A start report (or, without one, a result) shows where and when the attempt runs."""
+        from straggler.executor import _DaskAttempt
+
+        ex = self.executor
+        task = attempt.task
+        node = self.node_of(address)
+        if attempt.started:
+            if attempt.address == address:
+                return  # a duplicate report
+            # Dask reran the key after its worker died: that run is lost, not failed; the rerun
+            # is a new attempt for the Detector (same number for the task, which cannot tell).
+            rerun = _DaskAttempt(task, attempt.number, attempt.speculative, ex._clock)
+            rerun.key, rerun.dask_future, rerun.pinned = attempt.key, attempt.dask_future, -1
+            rerun.staging, rerun.cancelled = attempt.staging, attempt.cancelled
+            beat = attempt.beat
+            attempt.end = max(at, attempt.start, beat[0] if beat is not None else attempt.start)
+            attempt.outcome = "lost"
+            attempt.dask_future = None
+            task.running[task.running.index(attempt)] = rerun
+            self.running_on[attempt.node] -= 1
+            ex._n_lost += 1
+            ex._n_attempts += 1
+            ex._wasted += attempt.end - attempt.start
+            ex._inbox.append(("end", attempt))
+            ex._log.append((True, attempt))
+            self.by_key[attempt.key] = rerun
+            attempt = rerun
+        else:
+            self._unstarted_locked(attempt)
+            if not task.done and not task.future.running():
+                if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
+                    task.done = True  # its caller cancelled it while it waited in Dask
+                    ex._stop_others_locked(task)
+        attempt.started = True
+        attempt.start = at
+        attempt.address = address
+        attempt.node = node
+        self.running_on[node] += 1
+        self.task_nodes.setdefault(task, set()).add(node)
+        ex._inbox.append(("start", attempt))
+        ex._log.append((False, attempt))
+
+    def _unstarted_locked(self, attempt: Any) -> None:
+        """The attempt no longer waits in Dask: it started, or ended without starting."""
+        if attempt.pinned >= 0:
+            self.copies_on[attempt.pinned] -= 1
+        elif not attempt.speculative:
+            self.unstarted_originals -= 1
+
+    def _settle(self, finished: collections.deque, marks: dict[str, list[str]]) -> None:
+        from distributed.scheduler import KilledWorker
+
+        ex = self.executor
+        outcomes = []   # (attempt, result, error, address, seconds, lost?)
+        gathered = []
+        seen: set[Any] = set()
+        for attempt, item in finished:
+            if attempt is not None:  # submission failed: item is the error
+                outcomes.append((attempt, None, item, None, None, False))
+                continue
+            attempt = self.by_key.get(item.key)
+            if attempt is None or attempt.dask_future is not item:
+                continue  # already settled (a cancelled loser), or a stale future
+            if attempt in seen:
+                continue  # notified twice
+            seen.add(attempt)
+            status = item.status
+            if status == "finished":
+                gathered.append((attempt, item))
+            elif status == "error":
+                error = item.exception()
+                outcomes.append((attempt, None, error, None, None, isinstance(error, KilledWorker)))
+            else:
+                # "cancelled" by us (a loser) is a kill; cancelled by anyone else, or "lost"
+                # (its result died with a worker), the attempt is lost and the task requeued.
+                error = AttemptCancelled(f"task {attempt.task.id}: the Dask task was {status}")
+                outcomes.append((attempt, None, error, None, None, not attempt.cancelled))
+        if gathered:
+            try:
+                values = self.client.gather([f for _, f in gathered])
+            except Exception:
+                # One result could not be fetched (its worker died after it finished): fetch one
+                # by one; Dask recomputes what was lost, and the done callback fires again.
+                values = []
+                for attempt, future in gathered:
+                    try:
+                        values.append(future.result())
+                    except Exception:
+                        values.append(None)
+                        future.add_done_callback(self._on_done)
+            for (attempt, _), value in zip(gathered, values):
+                if value is None:
+                    continue  # settled when its done callback fires again
+                finished_ok, result, address, seconds = value
+                error = None if finished_ok else AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
+                outcomes.append((attempt, result, error, address, seconds, False))
+        follow_ups = []
+        with ex._lock:
+            now = ex._clock()
+            for attempt, result, error, address, seconds, lost in outcomes:
+                task = attempt.task
+                if not task.done and not task.future.running():
+                    # Not seen running yet, so its Future is still PENDING: claim it as
+                    # ThreadPoolExecutor does before a task runs (its caller may have cancelled it).
+                    if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
+                        task.done = True
+                        ex._stop_others_locked(task)
+                if not attempt.started:
+                    if address is not None:
+                        # The result came before the start report (two channels): start it now.
+                        self._start_locked(attempt, address, now - seconds)
+                    else:
+                        # Ended before it was seen running (cancelled in Dask's queue, or its
+                        # worker died first): it has no Detector row and wasted nothing.
+                        self._unstarted_locked(attempt)
+                        attempt.start = now
+                        ex._log.append((False, attempt))
+                beat = attempt.beat
+                end = now if seconds is None else attempt.start + seconds
+                attempt.end = max(end, attempt.start, beat[0] if beat is not None else attempt.start)
+                del self.by_key[attempt.key]
+                attempt.dask_future = None
+                if attempt.node >= 0:
+                    self.running_on[attempt.node] -= 1
+                ex._runners -= 1
+                if lost:
+                    follow_up = self._lose_locked(attempt, error)
+                else:
+                    follow_up = ex._settle_locked(attempt, result, error)
+                if follow_up is not None:
+                    follow_ups.append(follow_up)
+            ex._changed.notify_all()
+        for follow_up in follow_ups:
+            ex._follow_up(follow_up)
+
+    def _lose_locked(self, attempt: Any, error: BaseException) -> Optional[tuple]:
+        """The cluster lost the attempt (its workers died): requeue the task as a new attempt
+        without counting a failure, unless it lost ``max_failures`` attempts this way."""
+        ex = self.executor
+        task = attempt.task
+        task.running.remove(attempt)
+        ex._active -= 1
+        if attempt.speculative:
+            ex._spec_active -= 1
+        attempt.outcome = "lost"
+        ex._n_lost += 1
+        ex._wasted += attempt.end - attempt.start
+        ex._inbox.append(("end", attempt))
+        ex._log.append((True, attempt))
+        resolve = None
+        if not task.done:
+            self.lost_by_task[task.id] += 1
+            if self.lost_by_task[task.id] >= ex._max_failures:
+                task.done = True
+                ex._stop_others_locked(task)
+                resolve = (task, None, error)
+            elif not task.running and not task.queued:
+                number = task.next_attempt
+                task.next_attempt += 1
+                ex._queue_locked(task, number, speculative=False, front=True)
+        staging = attempt.staging
+        if staging is not None or resolve is not None:
+            return (staging, resolve)
+        return None
+
+    def cancel_unstarted(self) -> None:
+        """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Dask."""
+        ex = self.executor
+        with ex._lock:
+            waiting = [a.task for a in self.by_key.values() if not a.started and a.number == 0 and not a.speculative]
+        # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
+        # meanwhile is RUNNING, and cancel() leaves it alone.
+        cancelled = [task for task in waiting if task.future.cancel()]
+        with ex._lock:
+            for task in cancelled:
+                task.done = True
+                ex._stop_others_locked(task)
+        with self.wake:
+            self.wake.notify()  # the event thread cancels them in Dask
+
+    # --- stopping losers --------------------------------------------------------------------
+
+    def stop_locked(self, attempt: Any) -> None:
+        """Called by the executor (under its lock) for each losing attempt."""
+        self.to_stop.append(attempt)
+
+    def _stop_losers(self, marks: dict[str, list[str]]) -> None:
+        ex = self.executor
+        cancel = []
+        with ex._lock:
+            losers, self.to_stop = self.to_stop, []
+            for attempt in losers:
+                if attempt.started:
+                    marks.setdefault(attempt.address, []).append(attempt.key)
+                elif attempt.dask_future is not None:
+                    # Not seen running: cancel it in Dask; should it have started meanwhile, its
+                    # start report finds the key here and marks it.
+                    self.stopped_unstarted.add(attempt.key)
+                    cancel.append(attempt.dask_future)
+        for address, keys in marks.items():
+            if address:
+                self.client.run(_mark_cancelled, self.channel, keys, workers=[address], wait=False)
+        if cancel:
+            self.client.cancel(cancel)
+
+
+def _funcname(fn: Any) -> str:
+    from dask.utils import funcname
+
+    # Dask groups tasks by the key's first words: keep only characters that cannot end it early.
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in funcname(fn)) or "task"
+    return name

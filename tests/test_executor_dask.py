@@ -1,0 +1,186 @@
+"""The executor on a real Dask cluster: a LocalCluster of worker processes (dashboard off).
+
+One cluster serves the module (2 workers, 1 thread each); the test that kills workers runs
+last, and the LATE test adds a third worker for its own duration.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the Dask engine needs dask[distributed]")
+
+import dask  # noqa: E402
+
+import straggler as sg  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # allowed-failures=1: a task survives one worker death (Dask reruns it under its key) and
+    # the second one raises KilledWorker, so the kill test reaches both paths.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as local:
+            yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with distributed.Client(cluster) as c:
+        c.wait_for_workers(2)
+        yield c
+
+
+def _workers(client) -> list[str]:
+    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def on_slow_worker(i: int, slow: str, seconds: float = 0.05, factor: float = 60.0) -> tuple[int, str, int]:
+    """``seconds`` of work, ``factor`` times longer on the worker at address ``slow``; beats
+    every 10 ms so a losing attempt stops soon after the copy wins."""
+    address = distributed.get_worker().address
+    duration = seconds * (factor if address == slow else 1.0)
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < duration:
+        sg.heartbeat(progress=min(1.0, elapsed / duration))
+        time.sleep(0.01)
+    return i, address, sg.current_attempt().attempt
+
+
+def _run_job(client, policy, n: int, slow: str) -> tuple[float, list, sg.SpeculativeExecutor]:
+    start = time.monotonic()
+    with sg.SpeculativeExecutor(client, policy=policy) as ex:
+        values = list(ex.map(on_slow_worker, range(n), [slow] * n))
+    return time.monotonic() - start, values, ex
+
+
+def test_copies_move_the_tail_off_a_slow_worker(client):
+    slow, fast = _workers(client)
+    n = 16
+    policy = sg.SparkPolicy(min_runtime=0.1, interval=0.02)
+    baseline, base_values, _ = _run_job(client, None, n, slow)
+    speculative, values, ex = _run_job(client, policy, n, slow)
+
+    # Complete and unique: one result per task, in order.
+    assert [v[0] for v in values] == list(range(n)) == [v[0] for v in base_values]
+    stats = ex.stats()
+    assert stats.speculative >= 1 and stats.speculative_wins >= 1 and stats.failures == 0
+    # Every copy ran on the fast worker, and the results the copies won came from there.
+    events = ex.events()
+    nodes = {e.node for e in events if e.kind == "start" and e.speculative}
+    slow_nodes = {e.node for e in events if e.kind == "start" and not e.speculative and
+                  values[e.task][1] == slow and e.attempt == 0}
+    assert nodes and not (nodes & slow_nodes)
+    assert all(address == fast for _, address, attempt in values if attempt > 0)
+    # The slow worker's 3 s attempts set the baseline's end; with copies the job ends early.
+    assert speculative < 0.6 * baseline, (speculative, baseline)
+
+
+def test_heartbeats_and_current_attempt_work_inside_dask_tasks(client):
+    def inside(i):
+        ctx = sg.current_attempt()
+        sg.heartbeat(progress=0.5, records=i)
+        return ctx.task, ctx.attempt, ctx.speculative, ctx.node
+
+    with sg.SpeculativeExecutor(client.get_executor(), policy=None) as ex:
+        values = [f.result() for f in [ex.submit(inside, i) for i in range(6)]]
+    nodes = {e.node for e in ex.events() if e.kind == "start"}
+    assert [v[:3] for v in values] == [(i, 0, False) for i in range(6)]
+    assert {v[3] for v in values} <= nodes  # the worker knows its node id as the executor does
+    assert sg.current_attempt() is None  # nothing leaks into the caller's thread
+
+
+def test_identical_submissions_run_as_separate_attempts(client):
+    # Same function, same arguments: Dask would merge them into one key without per-attempt keys.
+    with sg.SpeculativeExecutor(client, policy=None) as ex:
+        futures = [ex.submit(os.getpid) for _ in range(8)]
+        assert len({id(f) for f in futures}) == 8
+        pids = [f.result() for f in futures]
+    assert len(pids) == 8 and ex.stats().attempts == 8
+
+
+def test_failures_are_retried_on_dask_and_the_last_error_reaches_the_future(client):
+    def fails_first(i):
+        if sg.current_attempt().attempt == 0:
+            raise KeyError(i)
+        return i
+
+    def always_fails(i):
+        raise ValueError(f"bad {i}")
+
+    with sg.SpeculativeExecutor(client, policy=None, max_failures=2) as ex:
+        assert list(ex.map(fails_first, range(4))) == [0, 1, 2, 3]
+        doomed = ex.submit(always_fails, 9)
+        with pytest.raises(ValueError, match="bad 9"):
+            doomed.result()
+    assert ex.stats().failures == 4 + 2
+
+
+def test_bad_arguments_with_a_client(client):
+    with pytest.raises(ValueError, match="max_workers"):
+        sg.SpeculativeExecutor(client, max_workers=2)
+    with pytest.raises(ValueError, match="retries"):
+        sg.SpeculativeExecutor(client.get_executor(retries=2))
+
+
+def paced(i: int, slow_task: int, seconds: float) -> tuple[int, int]:
+    """Reports progress every 10 ms; ``slow_task``'s first attempt advances 10x slower."""
+    attempt = sg.current_attempt()
+    duration = seconds * (10 if i == slow_task and attempt.attempt == 0 else 1)
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < duration:
+        sg.heartbeat(progress=min(1.0, elapsed / duration))
+        time.sleep(0.01)
+    return i, attempt.attempt
+
+
+def test_late_copies_the_task_whose_reported_progress_lags(cluster, client):
+    # LATE compares the progress rates of attempts running side by side and needs a free slot
+    # for the copy while they run: three slots for two long tasks.
+    cluster.scale(3)
+    client.wait_for_workers(3)
+    try:
+        policy = sg.LatePolicy(min_runtime=0.2, speculative_cap=0.5, interval=0.02)
+        with sg.SpeculativeExecutor(client, policy=policy) as ex:
+            futures = [ex.submit(paced, i, 1, 0.8) for i in range(2)]
+            values = [f.result() for f in futures]
+        assert values == [(0, 0), (1, 1)]  # the copy of task 1 won
+        stats = ex.stats()
+        assert (stats.speculative, stats.speculative_wins, stats.failures) == (1, 1, 0)
+        starts = [e for e in ex.events() if e.kind == "start" and e.task == 1]
+        assert [e.speculative for e in starts] == [False, True] and starts[0].node != starts[1].node
+    finally:
+        cluster.scale(2)
+        client.wait_for_workers(2)
+
+
+def dies_twice(i: int, marker_dir: str) -> tuple[int, int]:
+    """Task 3 kills its worker process the first two times it runs; the others sleep a bit."""
+    if i == 3:
+        for name in ("first", "second"):
+            marker = os.path.join(marker_dir, name)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+    time.sleep(0.05)
+    return i, sg.current_attempt().attempt
+
+
+def test_killed_workers_lose_no_result_and_count_no_failure(client, tmp_path):
+    # Runs last in the module: it costs the cluster two worker processes (the nannies restart them).
+    with sg.SpeculativeExecutor(client, policy=sg.SparkPolicy(min_runtime=0.5, interval=0.05)) as ex:
+        values = list(ex.map(dies_twice, range(12), [str(tmp_path)] * 12, timeout=90))
+    assert [v[0] for v in values] == list(range(12))
+    # First death: Dask reran the key; second: KilledWorker, and the executor queued attempt 1.
+    assert values[3][1] == 1
+    stats = ex.stats()
+    assert stats.failures == 0 and stats.lost >= 1
+    ends = [e.kind for e in ex.events() if e.task == 3 and e.kind != "start"]
+    assert ends[-1] == "finish" and "lost" in ends and "fail" not in ends
+    client.wait_for_workers(2)
