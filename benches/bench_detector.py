@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import straggler as sg
 from straggler._reference import ReferenceDetector
 

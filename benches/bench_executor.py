@@ -15,7 +15,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 import straggler as sg
 
 N_NOOP = 20_000

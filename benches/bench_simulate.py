@@ -11,7 +11,6 @@ two are the costly ones.
 from __future__ import annotations
 
 import pytest
-
 import straggler as sg
 
 N_TASKS = 100_000

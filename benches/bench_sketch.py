@@ -15,10 +15,8 @@ import copy
 
 import numpy as np
 import pytest
-
-from straggler import QuantileSketch
-
 from conftest import FIGURES
+from straggler import QuantileSketch
 
 datasketches = pytest.importorskip("datasketches", reason="pip install datasketches")
 fastdigest = pytest.importorskip("fastdigest", reason="pip install fastdigest")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 import straggler
 from straggler._reference import ReferenceDetector
 

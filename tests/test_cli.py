@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 import straggler.__main__ as cli
 
 

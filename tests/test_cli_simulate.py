@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 import straggler as sg
 
 SMALL = ["--tasks", "60", "--nodes", "10", "--slow-nodes", "2", "--slow-factor", "4", "--seed", "1"]

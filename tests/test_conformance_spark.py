@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from straggler.policies import SparkPolicy
 
 # Spark's ManualClock advances 1 ms between events in these tests.

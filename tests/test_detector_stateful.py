@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import straggler as sg
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-import straggler as sg
 from straggler._reference import ReferenceDetector
 
 # Times on a quarter-second grid make ties (strict vs inclusive comparisons) common.
@@ -175,8 +174,11 @@ class DetectorsAgree(RuleBasedStateMachine):
     def heartbeat_many(self, data):
         rows = data.draw(st.integers(1, 4))
         attempts = data.draw(st.lists(st.integers(0, self.attempts - 1), min_size=rows, max_size=rows))
-        progress = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([0.0, 0.2, 0.7, 1.0]), min_size=rows, max_size=rows)))
-        records = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([0.0, 5.0, 500.0]), min_size=rows, max_size=rows)))
+        def column(values):
+            return data.draw(st.one_of(st.none(), st.lists(st.sampled_from(values), min_size=rows, max_size=rows)))
+
+        progress = column([0.0, 0.2, 0.7, 1.0])
+        records = column([0.0, 5.0, 500.0])
         self.both("heartbeat_many", attempts, self.now, progress=progress, records=records)
 
     @precondition(lambda self: self.attempts > 0)

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 import straggler as sg
 
 # A small Spark policy so that a test job of ~50 ms tasks gets its stragglers copied quickly.
@@ -95,7 +94,9 @@ def test_stragglers_get_copies_and_the_job_ends_in_a_fraction_of_the_baseline(ca
     assert stats.wasted_seconds > 0
     assert baseline_ex.stats().speculative == 0 and baseline_values == [(i, 0) for i in range(40)]
     copies = [r.getMessage() for r in caplog.records if "starting copy" in r.getMessage()]
-    assert any(m.startswith("task 13 of stage default ran ") and m.endswith("starting copy (attempt 1)") for m in copies)
+    assert any(
+        m.startswith("task 13 of stage default ran ") and m.endswith("starting copy (attempt 1)") for m in copies
+    )
 
 
 def test_a_loser_that_never_heartbeats_runs_on_and_its_result_is_discarded():

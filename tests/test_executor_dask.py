@@ -14,7 +14,6 @@ import pytest
 distributed = pytest.importorskip("distributed", reason="the Dask engine needs dask[distributed]")
 
 import dask  # noqa: E402
-
 import straggler as sg  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,7 +8,6 @@ import pickle
 import threading
 
 import pytest
-
 import straggler as sg
 
 

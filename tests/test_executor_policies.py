@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
-
 import straggler as sg
 
 # Small thresholds so that ~30 ms tasks and a ~1 s straggler exercise each policy's real path.

@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pytest
-
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
 
 

@@ -6,7 +6,6 @@ import dataclasses
 import math
 
 import pytest
-
 import straggler as sg
 from straggler._units import parse_duration
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
 SPARK0 = SparkPolicy(quantile=0.5, multiplier=1.0, min_runtime=0.0)

@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-
 import straggler as sg
 from straggler._scheduling import Situation, plan_copies
 from straggler.simulation import POLICY_NAMES, resolve_policy
@@ -96,7 +95,7 @@ def test_tasks_fail_for_good_after_max_failures():
     r = sg.simulate(tasks=200, nodes=10, failure_rate=0.5, max_failures=2, seed=0)
     attempts = spans(r)
     per_task = defaultdict(list)
-    for (task, number), s in sorted(attempts.items()):
+    for (task, _number), s in sorted(attempts.items()):
         per_task[task].append(s[2])
     failed = [t for t, outcomes in per_task.items() if "finish" not in outcomes]
     assert r.failed_tasks == len(failed) > 0

@@ -11,10 +11,9 @@ import threading
 
 import numpy as np
 import pytest
+import straggler as sg
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import straggler as sg
 from straggler import QuantileSketch
 
 METHODS = ("lower", "higher", "linear")

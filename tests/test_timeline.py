@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 import straggler as sg
 from straggler.executor import AttemptEvent
 from straggler.timeline import _bars, _lanes

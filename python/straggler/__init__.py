@@ -7,9 +7,10 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 
 from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
-from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
+from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 from straggler.simulation import SimulationResult, simulate
+
 # timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.
 from straggler.timeline import plot_timeline
 

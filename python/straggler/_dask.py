@@ -374,7 +374,9 @@ class DaskEngine:
         free_slots = sum(max(0, free) for free in free_nodes.values())
         # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
         # free slot: one already started again elsewhere (relocated) no longer does.
-        waiting = len(self._waiting_alone()) if free_slots > 0 and self.unstarted_originals else self.unstarted_originals
+        waiting = self.unstarted_originals
+        if free_slots > 0 and waiting:
+            waiting = len(self._waiting_alone())
         task_nodes = {}
         for det_task in det_tasks:
             nodes = self.task_nodes.get(feed.tasks[det_task])
@@ -617,7 +619,7 @@ class DaskEngine:
                 # One result could not be fetched (its worker died after it finished): fetch one
                 # by one; Dask recomputes what was lost, and the done callback fires again.
                 values = []
-                for attempt, future in gathered:
+                for _, future in gathered:
                     try:
                         values.append(future.result())
                     except Exception:
@@ -627,7 +629,9 @@ class DaskEngine:
                 if value is None:
                     continue  # settled when its done callback fires again
                 finished_ok, result, address, seconds = value
-                error = None if finished_ok else AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
+                error = None
+                if not finished_ok:
+                    error = AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
                 outcomes.append((attempt, result, error, address, seconds, False))
         follow_ups = []
         with ex._lock:

@@ -196,7 +196,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         executor: Optional[concurrent.futures.Executor] = None,
         *,
         max_workers: Optional[int] = None,
-        policy: Any = SparkPolicy(),
+        policy: Any = SparkPolicy(),  # noqa: B008 (frozen: one shared default is safe)
         interval: Optional[float] = None,
         max_failures: int = 4,
         clock: Callable[[], float] = time.monotonic,
@@ -205,7 +205,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
 
         dask_client = None if executor is None else _dask.client_of(executor)
         if dask_client is not None and max_workers is not None:
-            raise ValueError(f"max_workers: a Dask cluster's slots are its workers' threads; got max_workers={max_workers!r}")
+            raise ValueError(
+                f"max_workers: a Dask cluster's slots are its workers' threads; got max_workers={max_workers!r}"
+            )
         if executor is not None and dask_client is None and not isinstance(executor, concurrent.futures.Executor):
             raise TypeError(
                 f"executor must be a concurrent.futures.Executor, a distributed.Client or None, got {executor!r}"
@@ -216,7 +218,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             if max_workers < 1:
                 raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
         if policy is not None and getattr(policy, "kind", None) not in _KINDS:
-            raise TypeError(f"policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy or None, got {policy!r}")
+            raise TypeError(
+                f"policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy or None, got {policy!r}"
+            )
         if interval is None:
             interval = float(policy.interval) if policy is not None else 0.1
         else:

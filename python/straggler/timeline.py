@@ -202,7 +202,7 @@ def plot_timeline(
 
     used = set()
     for _, events, _ in panels:
-        for start, end, node, outcome, speculative in _bars(events):
+        for _start, _end, _node, outcome, speculative in _bars(events):
             used.add(_STYLES[(outcome, speculative)])
     handles = [Patch(facecolor=colour, label=name) for name, colour in dict.fromkeys(
         style for style in _STYLES.values() if style in used)]
