@@ -1,28 +1,30 @@
 """Type stubs of the compiled core, `straggler._core`."""
 
-from typing import Any, Literal, Sequence, SupportsFloat
+from typing import Any, Literal, Sequence, SupportsFloat, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = ["Candidates", "Detector", "QuantileSketch", "__version__"]
 
 # --- streaming quantiles -----------------------------------------------------------------
 
 _Method = Literal["lower", "higher", "linear"]
 
+@final
 class QuantileSketch:
     """Streaming quantiles: exact (numpy's definitions) while at most `exact_limit` values
     were added, then a DDSketch whose answers are within `relative_accuracy` of the exact
     ones, in at most `max_bins` bins. Mergeable, serialisable, safe to share between threads.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         relative_accuracy: float = 0.01,
         max_bins: int = 2048,
         exact_limit: int = 1024,
-    ) -> None: ...
+    ) -> QuantileSketch: ...
     def add(self, x: float) -> None: ...
     def add_many(self, values: npt.ArrayLike | Sequence[SupportsFloat]) -> None: ...
     def quantile(self, q: float, method: _Method = "lower") -> float: ...
@@ -57,6 +59,7 @@ class QuantileSketch:
 
 # --- the detector ----------------------------------------------------------------------
 
+@final
 class Candidates:
     """What `Detector.check` returns: equal-length columns, most urgent first."""
 
@@ -74,10 +77,11 @@ class Candidates:
     def threshold(self) -> npt.NDArray[np.float64]: ...
     def __len__(self) -> int: ...
 
+@final
 class Detector:
     """The attempt table, per-stage statistics and a policy: which attempts to copy now."""
 
-    def __init__(self, policy: Any = None) -> None: ...
+    def __new__(cls, policy: Any = None) -> Detector: ...
     @property
     def policy(self) -> Any: ...
     @property

@@ -65,7 +65,10 @@ fn with_values<R>(
 #[pymethods]
 impl PyQuantileSketch {
     #[new]
-    #[pyo3(signature = (relative_accuracy = DEFAULT_RELATIVE_ACCURACY, max_bins = DEFAULT_MAX_BINS as i64, exact_limit = DEFAULT_EXACT_LIMIT as i64))]
+    #[pyo3(
+        signature = (relative_accuracy = DEFAULT_RELATIVE_ACCURACY, max_bins = DEFAULT_MAX_BINS as i64, exact_limit = DEFAULT_EXACT_LIMIT as i64),
+        text_signature = "(relative_accuracy=0.01, max_bins=2048, exact_limit=1024)"
+    )]
     fn new(relative_accuracy: f64, max_bins: i64, exact_limit: i64) -> PyResult<Self> {
         // Taken as i64 so that a negative size is a ValueError naming it, like any bad size.
         let max_bins = usize::try_from(max_bins).map_err(|_| {
