@@ -4,9 +4,9 @@
 use std::sync::{Mutex, MutexGuard};
 
 use numpy::{AllowTypeChange, IntoPyArray, PyArray1, PyArrayLike1};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 
 use crate::detector::{
     Candidates, Context, Detector, Flink, Late, Policy, Smallpond, Spark, Times,
@@ -15,6 +15,51 @@ use crate::error::Error;
 
 type Floats<'py> = PyArrayLike1<'py, f64, AllowTypeChange>;
 type Ints<'py> = PyArrayLike1<'py, i64, AllowTypeChange>;
+
+/// A 1-D column of ids or counts: any integer array or sequence of ints. Floats, bools and
+/// strings are a TypeError naming the argument rather than silently truncated or parsed.
+fn ints_arg<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Ints<'py>> {
+    let py = obj.py();
+    let array = py.import("numpy")?.getattr("asarray")?.call1((obj,))?;
+    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    let size: usize = array.getattr("size")?.extract()?;
+    if !(kind == "i" || kind == "u" || size == 0) {
+        return Err(PyTypeError::new_err(format!(
+            "{arg} must hold ints, got an array of dtype {}",
+            array.getattr("dtype")?.str()?
+        )));
+    }
+    array.extract()
+}
+
+/// An int argument: a bool or a non-int is a TypeError; an int past 64 bits is, for an id
+/// (`kind`), an unknown id (KeyError) and otherwise a bad value (ValueError).
+fn int_arg(obj: &Bound<'_, PyAny>, arg: &str, kind: Option<&'static str>) -> PyResult<i64> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{arg} must be an int, got {}",
+            obj.repr()?
+        )));
+    }
+    match obj.extract::<i64>() {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(match kind {
+            Some(kind) => PyKeyError::new_err(format!("unknown {kind} id {}", obj.repr()?)),
+            None => PyValueError::new_err(format!("{arg} is out of range, got {}", obj.repr()?)),
+        }),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{arg} must be an int, got {}",
+            obj.repr()?
+        ))),
+    }
+}
+
+fn opt_int_arg(obj: Option<&Bound<'_, PyAny>>, arg: &str) -> PyResult<Option<i64>> {
+    match obj {
+        Some(o) if !o.is_none() => Ok(Some(int_arg(o, arg, None)?)),
+        _ => Ok(None),
+    }
+}
 
 fn field<'py, T>(policy: &Bound<'py, PyAny>, name: &str) -> PyResult<T>
 where
@@ -218,9 +263,10 @@ impl PyDetector {
     fn add_stage(
         &self,
         py: Python<'_>,
-        num_tasks: Option<i64>,
+        num_tasks: Option<&Bound<'_, PyAny>>,
         name: Option<String>,
     ) -> PyResult<u32> {
+        let num_tasks = opt_int_arg(num_tasks, "num_tasks")?;
         Ok(py.detach(|| self.lock().add_stage(num_tasks, name))?)
     }
 
@@ -228,11 +274,12 @@ impl PyDetector {
     fn add_task(
         &self,
         py: Python<'_>,
-        stage: i64,
-        input_bytes: Option<i64>,
+        stage: &Bound<'_, PyAny>,
+        input_bytes: Option<&Bound<'_, PyAny>>,
         speculatable: bool,
     ) -> PyResult<u32> {
-        let bytes = input_bytes.unwrap_or(-1);
+        let stage = int_arg(stage, "stage", Some("stage"))?;
+        let bytes = opt_int_arg(input_bytes, "input_bytes")?.unwrap_or(-1);
         Ok(py.detach(|| self.lock().add_task(stage, bytes, speculatable))?)
     }
 
@@ -240,20 +287,22 @@ impl PyDetector {
     fn add_tasks(
         &self,
         py: Python<'_>,
-        stage: i64,
-        n: i64,
+        stage: &Bound<'_, PyAny>,
+        n: &Bound<'_, PyAny>,
         input_bytes: Option<&Bound<'_, PyAny>>,
         speculatable: bool,
     ) -> PyResult<Py<PyArray1<i64>>> {
+        let stage = int_arg(stage, "stage", Some("stage"))?;
+        let n = int_arg(n, "n", None)?;
         // None, one count for every task, or one per task.
         let (one, each): (Option<Vec<i64>>, Option<Ints<'_>>) = match input_bytes {
-            None => (None, None),
-            Some(b) => match b.extract::<i64>() {
+            Some(b) if !b.is_none() => match b.extract::<i64>() {
                 // An impossible `n` is left for the core to reject, unallocated.
                 Ok(x) if (0..u32::MAX as i64).contains(&n) => (Some(vec![x; n as usize]), None),
                 Ok(_) => (None, None),
-                Err(_) => (None, Some(b.extract()?)),
+                Err(_) => (None, Some(ints_arg(b, "input_bytes")?)),
             },
+            _ => (None, None),
         };
         let bytes = match (&one, &each) {
             (Some(v), _) => Some(&v[..]),
@@ -264,8 +313,16 @@ impl PyDetector {
         Ok(ids(py, first, n as usize))
     }
 
-    #[pyo3(signature = (task, now, node = 0))]
-    fn start(&self, py: Python<'_>, task: i64, now: f64, node: i64) -> PyResult<u32> {
+    #[pyo3(signature = (task, now, node = None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        task: &Bound<'_, PyAny>,
+        now: f64,
+        node: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u32> {
+        let task = int_arg(task, "task", Some("task"))?;
+        let node = opt_int_arg(node, "node")?.unwrap_or(0);
         Ok(py.detach(|| self.lock().start(task, now, node))?)
     }
 
@@ -273,14 +330,22 @@ impl PyDetector {
     fn start_many(
         &self,
         py: Python<'_>,
-        tasks: Ints<'_>,
+        tasks: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
-        nodes: Option<Ints<'_>>,
+        nodes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyArray1<i64>>> {
+        let tasks = ints_arg(tasks, "tasks")?;
+        let nodes = match nodes {
+            Some(n) if !n.is_none() => Some(ints_arg(n, "nodes")?),
+            _ => None,
+        };
         let now = Now::extract(now)?;
         let times = now.times()?;
         let tasks = tasks.as_slice()?;
-        let nodes = slice_of(&nodes)?;
+        let nodes = match &nodes {
+            Some(n) => Some(n.as_slice()?),
+            None => None,
+        };
         let first = py.detach(|| self.lock().start_many(tasks, times, nodes))?;
         Ok(ids(py, first, tasks.len()))
     }
@@ -289,11 +354,12 @@ impl PyDetector {
     fn heartbeat(
         &self,
         py: Python<'_>,
-        attempt: i64,
+        attempt: &Bound<'_, PyAny>,
         now: f64,
         progress: Option<f64>,
         records: Option<f64>,
     ) -> PyResult<()> {
+        let attempt = int_arg(attempt, "attempt", Some("attempt"))?;
         Ok(py.detach(|| self.lock().heartbeat(attempt, now, progress, records))?)
     }
 
@@ -301,11 +367,12 @@ impl PyDetector {
     fn heartbeat_many(
         &self,
         py: Python<'_>,
-        attempts: Ints<'_>,
+        attempts: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
         progress: Option<Floats<'_>>,
         records: Option<Floats<'_>>,
     ) -> PyResult<()> {
+        let attempts = ints_arg(attempts, "attempts")?;
         let now = Now::extract(now)?;
         let times = now.times()?;
         let attempts = attempts.as_slice()?;
@@ -322,11 +389,12 @@ impl PyDetector {
     fn finish(
         &self,
         py: Python<'_>,
-        attempt: i64,
+        attempt: &Bound<'_, PyAny>,
         now: f64,
         ok: bool,
         records: Option<f64>,
     ) -> PyResult<bool> {
+        let attempt = int_arg(attempt, "attempt", Some("attempt"))?;
         Ok(py.detach(|| self.lock().finish(attempt, now, ok, records))?)
     }
 
@@ -336,11 +404,12 @@ impl PyDetector {
     fn finish_many(
         &self,
         py: Python<'_>,
-        attempts: Ints<'_>,
+        attempts: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
         ok: Option<Vec<bool>>,
         records: Option<Floats<'_>>,
     ) -> PyResult<Py<PyArray1<bool>>> {
+        let attempts = ints_arg(attempts, "attempts")?;
         let now = Now::extract(now)?;
         let times = now.times()?;
         let attempts = attempts.as_slice()?;
@@ -351,14 +420,16 @@ impl PyDetector {
     }
 
     /// Which running attempts to copy now (changes nothing).
-    #[pyo3(signature = (now, pending = 0, slots = None))]
+    #[pyo3(signature = (now, pending = None, slots = None))]
     fn check(
         &self,
         py: Python<'_>,
         now: f64,
-        pending: i64,
-        slots: Option<i64>,
+        pending: Option<&Bound<'_, PyAny>>,
+        slots: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCandidates> {
+        let pending = opt_int_arg(pending, "pending")?.unwrap_or(0);
+        let slots = opt_int_arg(slots, "slots")?;
         let pending = u64::try_from(pending)
             .map_err(|_| Error::value("pending", format!("must be >= 0, got {pending}")))?;
         let slots = match slots {
@@ -384,17 +455,24 @@ impl PyDetector {
         Ok(to_i64(py, nodes))
     }
 
-    fn task_done(&self, py: Python<'_>, task: i64) -> PyResult<bool> {
+    fn task_done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let task = int_arg(task, "task", Some("task"))?;
         Ok(py.detach(|| self.lock().task_done(task))?)
     }
 
-    fn running(&self, py: Python<'_>, task: i64) -> PyResult<u32> {
+    fn running(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<u32> {
+        let task = int_arg(task, "task", Some("task"))?;
         Ok(py.detach(|| self.lock().running(task))?)
     }
 
     /// A dict: name, num_tasks (declared, or None), tasks, successes, running, p50, p95, p99
     /// (linear percentiles of the successful durations; nan while none).
-    fn stage_stats<'py>(&self, py: Python<'py>, stage: i64) -> PyResult<Bound<'py, PyDict>> {
+    fn stage_stats<'py>(
+        &self,
+        py: Python<'py>,
+        stage: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let stage = int_arg(stage, "stage", Some("stage"))?;
         let s = py.detach(|| self.lock().stage_stats(stage))?;
         let d = PyDict::new(py);
         d.set_item("name", s.name)?;
