@@ -4,12 +4,15 @@
 //! third time for AVX2 and AVX-512 and picked at run time. The arithmetic is the same plain
 //! `*`/`+` in every version (no fused multiply-add), so every version gives the same bits.
 
-use super::mapping::key_as_f64;
+use super::mapping::{key_as_f64, scaled_log2_of_normal};
 use super::show;
 use crate::error::{Error, Result};
 
 const SIGN_BIT: u64 = 1 << 63;
 const EXPONENT_MASK: u64 = 0x7ff0_0000_0000_0000;
+/// Bits of the smallest positive normal f64; the positive normal values are the bits in
+/// `MIN_NORMAL_BITS..EXPONENT_MASK`.
+const MIN_NORMAL_BITS: u64 = 1 << 52;
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
 
 /// What one pass over a batch learns: its sum and extremes, and where the signs change.
@@ -90,6 +93,102 @@ fn summarize_lanes(values: &[f64]) -> (BatchSummary, bool) {
             .fold(f64::NEG_INFINITY, f64::max),
     };
     (summary, non_finite.iter().any(|&bad| bad))
+}
+
+/// The largest multiplier for which every positive normal value's key fits in an i32 (with
+/// room to spare): the keys are at most `multiplier * 1024` in magnitude.
+pub fn keys_fit_i32(multiplier: f64) -> bool {
+    multiplier * 1100.0 < 1_073_741_824.0
+}
+
+/// The fused pass over a block of positive normal values: sums and extremes (as `summarize`,
+/// the same lanes in the same order, so the same bits) and the key of every value, in one
+/// read of the block. The flag is set when some value is not a positive normal finite number
+/// (zero, negative, subnormal, infinite or NaN): the block must then take the general path,
+/// and `keys` and the summary mean nothing. The multiplier must pass `keys_fit_i32`.
+pub fn positive_keys(values: &[f64], multiplier: f64, keys: &mut [i32]) -> (BatchSummary, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU has the features the function is compiled for (checked above).
+            return unsafe { positive_keys_avx512(values, multiplier, keys) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { positive_keys_avx2(values, multiplier, keys) };
+        }
+    }
+    positive_keys_lanes(values, multiplier, keys)
+}
+
+#[inline(always)]
+fn positive_keys_lanes(values: &[f64], multiplier: f64, keys: &mut [i32]) -> (BatchSummary, bool) {
+    const LANES: usize = 8;
+    let mut sum = [0.0f64; LANES];
+    let mut min = [f64::INFINITY; LANES];
+    let mut max = [f64::NEG_INFINITY; LANES];
+    let mut outside = [false; LANES];
+    let mut lane = |j: usize, x: f64, key: &mut i32| {
+        let bits = x.to_bits();
+        // Below MIN_NORMAL_BITS (zero, subnormal) wraps round to the top, as does a sign bit.
+        outside[j] |= bits.wrapping_sub(MIN_NORMAL_BITS) >= EXPONENT_MASK - MIN_NORMAL_BITS;
+        sum[j] += x;
+        min[j] = if x < min[j] { x } else { min[j] };
+        max[j] = if x > max[j] { x } else { max[j] };
+        // floor, as `mapping::floor_small` computes it, read straight off the rounded sum's
+        // low bits (the key is far inside i32): the rounded integer, less one if it is above.
+        let y = scaled_log2_of_normal(bits, multiplier);
+        let rounded = y + ROUNDER;
+        let above = rounded - ROUNDER > y;
+        *key = (rounded.to_bits() as u32 as i32).wrapping_sub(above as i32);
+    };
+    let n = values.len().min(keys.len());
+    let (values, keys) = (&values[..n], &mut keys[..n]);
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    let mut key_chunks = keys.chunks_exact_mut(LANES);
+    for (chunk, key_chunk) in chunks.zip(&mut key_chunks) {
+        for (j, (&x, key)) in chunk.iter().zip(key_chunk.iter_mut()).enumerate() {
+            lane(j, x, key);
+        }
+    }
+    for (j, (&x, key)) in rest
+        .iter()
+        .zip(key_chunks.into_remainder().iter_mut())
+        .enumerate()
+    {
+        lane(j, x, key);
+    }
+    let summary = BatchSummary {
+        sum: sum.iter().sum(),
+        min: min.iter().copied().fold(f64::INFINITY, f64::min),
+        max: max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        min_positive: min.iter().copied().fold(f64::INFINITY, f64::min),
+        max_negative: f64::NEG_INFINITY,
+    };
+    (summary, outside.iter().any(|&bad| bad))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn positive_keys_avx512(
+    values: &[f64],
+    multiplier: f64,
+    keys: &mut [i32],
+) -> (BatchSummary, bool) {
+    positive_keys_lanes(values, multiplier, keys)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn positive_keys_avx2(
+    values: &[f64],
+    multiplier: f64,
+    keys: &mut [i32],
+) -> (BatchSummary, bool) {
+    positive_keys_lanes(values, multiplier, keys)
 }
 
 /// Where each value of a batch goes: the positive store's window takes slots

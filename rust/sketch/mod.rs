@@ -232,7 +232,29 @@ impl QuantileSketch {
         // (a copy of the sketch costs far less than a second pass over a large batch).
         let backup = (values.len() > BLOCK).then(|| self.clone());
         let mut added = self.count;
+        // Blocks of positive normal values (the usual durations and sizes) take the fused
+        // path: one vectorised pass validates, sums and computes every key, then a tight loop
+        // counts them. The first block that is not such falls back to the general path, and
+        // so do the blocks after it (mixed data would pay for both).
+        let mut fused = batch::keys_fit_i32(self.mapping.multiplier());
+        let mut keys = if fused {
+            vec![0i32; values.len().min(BLOCK)]
+        } else {
+            Vec::new()
+        };
         for block in values.chunks(BLOCK) {
+            if fused {
+                let keys = &mut keys[..block.len()];
+                let (batch, outside) = batch::positive_keys(block, self.mapping.multiplier(), keys);
+                if !outside {
+                    self.spill_exact();
+                    self.count_positive_keys(block, keys, &batch);
+                    added += block.len() as u64;
+                    self.absorb(added, &batch);
+                    continue;
+                }
+                fused = false;
+            }
             let batch = match summarize(block) {
                 Ok(batch) => batch,
                 Err(_) => {
@@ -394,6 +416,38 @@ impl QuantileSketch {
         self.zeros += zeros;
         for x in strays {
             self.bin_one(x);
+        }
+    }
+
+    /// Counts a block of positive normal values whose keys `batch::positive_keys` computed.
+    /// The block's extremes bound its keys (the mapping is monotonic), so the positive store
+    /// makes room once; keys below its floor count at the floor, as in `bin_one`.
+    fn count_positive_keys(&mut self, values: &[f64], keys: &[i32], batch: &BatchSummary) {
+        let range = (self.mapping.key(batch.min), self.mapping.key(batch.max));
+        let (floor, _) = self.make_room(Some(range), None);
+        let (counts, offset) = self.positive.window_mut();
+        let window = counts.len();
+        // A key below the window wraps round to a huge index and misses.
+        let slot_of = |key: i32| i64::from(key).max(floor).wrapping_sub(offset) as usize;
+        let mut missed = 0u64;
+        for &key in keys {
+            match counts.get_mut(slot_of(key)) {
+                Some(count) => *count += 1,
+                None => missed += 1,
+            }
+        }
+        self.positive.note_batch(values.len() as u64 - missed);
+        if missed > 0 {
+            // Impossible for a monotonic mapping; counted the slow way rather than lost.
+            let strays: Vec<f64> = keys
+                .iter()
+                .zip(values)
+                .filter(|&(&key, _)| slot_of(key) >= window)
+                .map(|(_, &x)| x)
+                .collect();
+            for x in strays {
+                self.bin_one(x);
+            }
         }
     }
 
