@@ -423,17 +423,36 @@ impl QuantileSketch {
     /// The block's extremes bound its keys (the mapping is monotonic), so the positive store
     /// makes room once; keys below its floor count at the floor, as in `bin_one`.
     fn count_positive_keys(&mut self, values: &[f64], keys: &[i32], batch: &BatchSummary) {
-        let range = (self.mapping.key(batch.min), self.mapping.key(batch.max));
-        let (floor, _) = self.make_room(Some(range), None);
+        let (lo, hi) = (self.mapping.key(batch.min), self.mapping.key(batch.max));
+        let (floor, _) = self.make_room(Some((lo, hi)), None);
         let (counts, offset) = self.positive.window_mut();
         let window = counts.len();
-        // A key below the window wraps round to a huge index and misses.
-        let slot_of = |key: i32| i64::from(key).max(floor).wrapping_sub(offset) as usize;
+        // Nothing collapses into this block's keys (the usual case): the slot is the key less
+        // the offset, in u32 arithmetic (exact, the keys and offset being i32; a key below
+        // the window wraps round to a huge slot and misses). Else keys below the floor count
+        // at the floor.
+        let unclamped = i32::try_from(offset).ok().filter(|_| floor <= lo);
+        let slot_of = |key: i32| match unclamped {
+            Some(offset) => key.wrapping_sub(offset) as u32 as usize,
+            None => i64::from(key).max(floor).wrapping_sub(offset) as usize,
+        };
         let mut missed = 0u64;
-        for &key in keys {
-            match counts.get_mut(slot_of(key)) {
-                Some(count) => *count += 1,
-                None => missed += 1,
+        match unclamped {
+            Some(offset) => {
+                for &key in keys {
+                    match counts.get_mut(key.wrapping_sub(offset) as u32 as usize) {
+                        Some(count) => *count += 1,
+                        None => missed += 1,
+                    }
+                }
+            }
+            None => {
+                for &key in keys {
+                    match counts.get_mut(slot_of(key)) {
+                        Some(count) => *count += 1,
+                        None => missed += 1,
+                    }
+                }
             }
         }
         self.positive.note_batch(values.len() as u64 - missed);
