@@ -32,6 +32,10 @@ pub const MAX_EXACT_LIMIT: usize = 1 << 24;
 const CHUNK: usize = 1024;
 /// Values per block of a large batch: checked, then binned while still in cache.
 const BLOCK: usize = 32 * 1024;
+/// Sub-counts per bin when a block of positive values is counted, and the most bins a block
+/// may span to be counted so (its sub-counts then take at most 128 KiB).
+const SPLIT: usize = 8;
+const SPLIT_WIDTH: usize = 4096;
 
 /// How a quantile between two ranks is answered, with numpy's meanings (numpy.quantile's
 /// `method`).
@@ -432,13 +436,49 @@ impl QuantileSketch {
         // the window wraps round to a huge slot and misses). Else keys below the floor count
         // at the floor.
         let unclamped = i32::try_from(offset).ok().filter(|_| floor <= lo);
-        let slot_of = |key: i32| match unclamped {
-            Some(offset) => key.wrapping_sub(offset) as u32 as usize,
-            None => i64::from(key).max(floor).wrapping_sub(offset) as usize,
+        // Narrow blocks (the keys lo..=hi inside the window, at most SPLIT_WIDTH of them)
+        // count in SPLIT sub-counts per bin, value i in sub-count i % SPLIT: a run of values
+        // in one bin (frequent in concentrated data) no longer chains each increment to the
+        // last through memory. The sub-counts are u32: a block is far below 2^32 values.
+        let split = unclamped
+            .and_then(|_| {
+                let first = usize::try_from(lo.wrapping_sub(offset)).ok()?;
+                let width = usize::try_from(hi.wrapping_sub(lo)).ok()?.checked_add(1)?;
+                let base = i32::try_from(lo).ok()?;
+                (width <= SPLIT_WIDTH && first.checked_add(width)? <= window)
+                    .then_some((base, first, width))
+            })
+            .filter(|_| keys.len() < u32::MAX as usize);
+        let is_stray = |key: i32| match (split, unclamped) {
+            (Some((base, _, width)), _) => key.wrapping_sub(base) as u32 as usize >= width,
+            (None, Some(offset)) => key.wrapping_sub(offset) as u32 as usize >= window,
+            (None, None) => i64::from(key).max(floor).wrapping_sub(offset) as usize >= window,
         };
         let mut missed = 0u64;
-        match unclamped {
-            Some(offset) => {
+        match (split, unclamped) {
+            (Some((base, first, width)), _) => {
+                let mut sub_counts = vec![[0u32; SPLIT]; width];
+                let groups = keys.chunks_exact(SPLIT);
+                let rest = groups.remainder();
+                for group in groups {
+                    for (j, &key) in group.iter().enumerate() {
+                        match sub_counts.get_mut(key.wrapping_sub(base) as u32 as usize) {
+                            Some(bin) => bin[j] += 1,
+                            None => missed += 1,
+                        }
+                    }
+                }
+                for &key in rest {
+                    match sub_counts.get_mut(key.wrapping_sub(base) as u32 as usize) {
+                        Some(bin) => bin[0] += 1,
+                        None => missed += 1,
+                    }
+                }
+                for (count, bin) in counts.iter_mut().skip(first).zip(&sub_counts) {
+                    *count += bin.iter().map(|&c| u64::from(c)).sum::<u64>();
+                }
+            }
+            (None, Some(offset)) => {
                 for &key in keys {
                     match counts.get_mut(key.wrapping_sub(offset) as u32 as usize) {
                         Some(count) => *count += 1,
@@ -446,9 +486,10 @@ impl QuantileSketch {
                     }
                 }
             }
-            None => {
+            (None, None) => {
                 for &key in keys {
-                    match counts.get_mut(slot_of(key)) {
+                    let slot = i64::from(key).max(floor).wrapping_sub(offset) as usize;
+                    match counts.get_mut(slot) {
                         Some(count) => *count += 1,
                         None => missed += 1,
                     }
@@ -461,7 +502,7 @@ impl QuantileSketch {
             let strays: Vec<f64> = keys
                 .iter()
                 .zip(values)
-                .filter(|&(&key, _)| slot_of(key) >= window)
+                .filter(|&(&key, _)| is_stray(key))
                 .map(|(_, &x)| x)
                 .collect();
             for x in strays {

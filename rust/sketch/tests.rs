@@ -229,15 +229,22 @@ fn positive_values(n: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn fused_and_general_paths_give_the_bins_of_add() {
-    // Positive batches over several blocks (the fused path), with room for every bin and with
-    // collapsing (its clamped loop), a batch that turns to the general path in its third
+    // Positive batches over several blocks (the fused path), with room for every bin (its
+    // sub-counted and plain loops) and with collapsing (its clamped loop), a batch that turns to the general path in its third
     // block, and an accuracy too fine for i32 keys (general path throughout).
     let mut mixed_late = positive_values(3 * BLOCK + 100, 21);
     mixed_late[2 * BLOCK + 5] = -3.0;
     mixed_late[2 * BLOCK + 6] = 0.0;
     mixed_late[3 * BLOCK + 7] = 1e-310;
-    let cases: [(f64, usize, usize, Vec<f64>); 6] = [
+    // Concentrated values (a few bins, the sub-counted loop at its busiest) too.
+    let narrow: Vec<f64> = positive_values(2 * BLOCK + 3, 22)
+        .iter()
+        .map(|x| 1.0 + (x.ln().abs() % 1.0) * 0.02)
+        .collect();
+    let cases: [(f64, usize, usize, Vec<f64>); 8] = [
         (0.01, 4096, 100, positive_values(2 * BLOCK + 333, 17)),
+        (0.01, 2048, 0, narrow),
+        (0.05, 2048, 0, vec![3.25; BLOCK + 9]),
         (0.01, 64, 100, positive_values(2 * BLOCK + 333, 18)),
         (0.001, 1 << 16, 0, positive_values(BLOCK + 1, 19)),
         (0.001, 2048, 0, positive_values(BLOCK + 1, 19)),
