@@ -111,22 +111,37 @@ pub fn key_as_f64(abs_bits: u64, multiplier: f64) -> f64 {
     let subnormal = abs_bits < MIN_NORMAL_BITS;
     let scaled =
         (f64::from_bits(abs_bits) * if subnormal { SUBNORMAL_SCALE } else { 1.0 }).to_bits();
-    // The biased exponent as an f64, by the 2^52 trick: exact and vectorisable.
-    let biased = f64::from_bits((scaled >> 52) | TWO_POW_52_BITS) - TWO_POW_52;
-    let exponent = biased
-        - if subnormal {
-            EXPONENT_BIAS_F64 + 64.0
-        } else {
-            EXPONENT_BIAS_F64
-        };
+    let bias = if subnormal {
+        NORMAL_BIAS + 64.0
+    } else {
+        NORMAL_BIAS
+    };
+    floor_small(scaled_log2(scaled, bias) * multiplier)
+}
+
+/// `multiplier * (e + P(s))` for the bits of a positive normal value (not yet floored): the
+/// arithmetic of `key_as_f64` for such a value, operation for operation, so that the batch
+/// kernels that take this path give the same keys.
+#[inline(always)]
+pub fn scaled_log2_of_normal(bits: u64, multiplier: f64) -> f64 {
+    scaled_log2(bits, NORMAL_BIAS) * multiplier
+}
+
+/// `e + P(s)` of the normal value with bits `scaled`, whose exponent is its biased exponent
+/// less `bias - 2^52`.
+#[inline(always)]
+fn scaled_log2(scaled: u64, bias: f64) -> f64 {
+    // The exponent as an f64, by the 2^52 trick: exact (every term is an integer below 2^53)
+    // and vectorisable.
+    let exponent = f64::from_bits((scaled >> 52) | TWO_POW_52_BITS) - bias;
     let s = f64::from_bits((scaled & SIGNIFICAND_MASK) | ONE_BITS) - 1.0;
-    let log2 = ((A * s + B) * s + C) * s + exponent;
-    floor_small(log2 * multiplier)
+    ((A * s + B) * s + C) * s + exponent
 }
 
 const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
 const TWO_POW_52_BITS: u64 = 0x4330_0000_0000_0000;
-const EXPONENT_BIAS_F64: f64 = 1023.0;
+/// 2^52 plus the exponent bias: subtracted from `2^52 + biased exponent`, gives the exponent.
+const NORMAL_BIAS: f64 = TWO_POW_52 + 1023.0;
 /// 1.5 * 2^52: adding and subtracting it rounds an f64 below 2^51 to an integer.
 const ROUNDER: f64 = 6_755_399_441_055_744.0;
 

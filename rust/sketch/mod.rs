@@ -32,6 +32,10 @@ pub const MAX_EXACT_LIMIT: usize = 1 << 24;
 const CHUNK: usize = 1024;
 /// Values per block of a large batch: checked, then binned while still in cache.
 const BLOCK: usize = 32 * 1024;
+/// Sub-counts per bin when a block of positive values is counted, and the most bins a block
+/// may span to be counted so (its sub-counts then take at most 128 KiB).
+const SPLIT: usize = 8;
+const SPLIT_WIDTH: usize = 4096;
 
 /// How a quantile between two ranks is answered, with numpy's meanings (numpy.quantile's
 /// `method`).
@@ -232,7 +236,29 @@ impl QuantileSketch {
         // (a copy of the sketch costs far less than a second pass over a large batch).
         let backup = (values.len() > BLOCK).then(|| self.clone());
         let mut added = self.count;
+        // Blocks of positive normal values (the usual durations and sizes) take the fused
+        // path: one vectorised pass validates, sums and computes every key, then a tight loop
+        // counts them. The first block that is not such falls back to the general path, and
+        // so do the blocks after it (mixed data would pay for both).
+        let mut fused = batch::keys_fit_i32(self.mapping.multiplier());
+        let mut keys = if fused {
+            vec![0i32; values.len().min(BLOCK)]
+        } else {
+            Vec::new()
+        };
         for block in values.chunks(BLOCK) {
+            if fused {
+                let keys = &mut keys[..block.len()];
+                let (batch, outside) = batch::positive_keys(block, self.mapping.multiplier(), keys);
+                if !outside {
+                    self.spill_exact();
+                    self.count_positive_keys(block, keys, &batch);
+                    added += block.len() as u64;
+                    self.absorb(added, &batch);
+                    continue;
+                }
+                fused = false;
+            }
             let batch = match summarize(block) {
                 Ok(batch) => batch,
                 Err(_) => {
@@ -394,6 +420,94 @@ impl QuantileSketch {
         self.zeros += zeros;
         for x in strays {
             self.bin_one(x);
+        }
+    }
+
+    /// Counts a block of positive normal values whose keys `batch::positive_keys` computed.
+    /// The block's extremes bound its keys (the mapping is monotonic), so the positive store
+    /// makes room once; keys below its floor count at the floor, as in `bin_one`.
+    fn count_positive_keys(&mut self, values: &[f64], keys: &[i32], batch: &BatchSummary) {
+        let (lo, hi) = (self.mapping.key(batch.min), self.mapping.key(batch.max));
+        let (floor, _) = self.make_room(Some((lo, hi)), None);
+        let (counts, offset) = self.positive.window_mut();
+        let window = counts.len();
+        // Nothing collapses into this block's keys (the usual case): the slot is the key less
+        // the offset, in u32 arithmetic (exact, the keys and offset being i32; a key below
+        // the window wraps round to a huge slot and misses). Else keys below the floor count
+        // at the floor.
+        let unclamped = i32::try_from(offset).ok().filter(|_| floor <= lo);
+        // Narrow blocks (the keys lo..=hi inside the window, at most SPLIT_WIDTH of them)
+        // count in SPLIT sub-counts per bin, value i in sub-count i % SPLIT: a run of values
+        // in one bin (frequent in concentrated data) no longer chains each increment to the
+        // last through memory. The sub-counts are u32: a block is far below 2^32 values.
+        let split = unclamped
+            .and_then(|_| {
+                let first = usize::try_from(lo.wrapping_sub(offset)).ok()?;
+                let width = usize::try_from(hi.wrapping_sub(lo)).ok()?.checked_add(1)?;
+                let base = i32::try_from(lo).ok()?;
+                (width <= SPLIT_WIDTH && first.checked_add(width)? <= window)
+                    .then_some((base, first, width))
+            })
+            .filter(|_| keys.len() < u32::MAX as usize);
+        let is_stray = |key: i32| match (split, unclamped) {
+            (Some((base, _, width)), _) => key.wrapping_sub(base) as u32 as usize >= width,
+            (None, Some(offset)) => key.wrapping_sub(offset) as u32 as usize >= window,
+            (None, None) => i64::from(key).max(floor).wrapping_sub(offset) as usize >= window,
+        };
+        let mut missed = 0u64;
+        match (split, unclamped) {
+            (Some((base, first, width)), _) => {
+                let mut sub_counts = vec![[0u32; SPLIT]; width];
+                let groups = keys.chunks_exact(SPLIT);
+                let rest = groups.remainder();
+                for group in groups {
+                    for (j, &key) in group.iter().enumerate() {
+                        match sub_counts.get_mut(key.wrapping_sub(base) as u32 as usize) {
+                            Some(bin) => bin[j] += 1,
+                            None => missed += 1,
+                        }
+                    }
+                }
+                for &key in rest {
+                    match sub_counts.get_mut(key.wrapping_sub(base) as u32 as usize) {
+                        Some(bin) => bin[0] += 1,
+                        None => missed += 1,
+                    }
+                }
+                for (count, bin) in counts.iter_mut().skip(first).zip(&sub_counts) {
+                    *count += bin.iter().map(|&c| u64::from(c)).sum::<u64>();
+                }
+            }
+            (None, Some(offset)) => {
+                for &key in keys {
+                    match counts.get_mut(key.wrapping_sub(offset) as u32 as usize) {
+                        Some(count) => *count += 1,
+                        None => missed += 1,
+                    }
+                }
+            }
+            (None, None) => {
+                for &key in keys {
+                    let slot = i64::from(key).max(floor).wrapping_sub(offset) as usize;
+                    match counts.get_mut(slot) {
+                        Some(count) => *count += 1,
+                        None => missed += 1,
+                    }
+                }
+            }
+        }
+        self.positive.note_batch(values.len() as u64 - missed);
+        if missed > 0 {
+            // Impossible for a monotonic mapping; counted the slow way rather than lost.
+            let strays: Vec<f64> = keys
+                .iter()
+                .zip(values)
+                .filter(|&(&key, _)| is_stray(key))
+                .map(|(_, &x)| x)
+                .collect();
+            for x in strays {
+                self.bin_one(x);
+            }
         }
     }
 

@@ -209,6 +209,98 @@ fn add_and_add_many_agree() {
     assert_eq!(one_by_one.count(), batched.count());
 }
 
+type Bins = Vec<(i64, u64)>;
+
+/// Every bin of both stores and the zeros: what `add` and `add_many` must agree on.
+fn all_bins(sketch: &QuantileSketch) -> (Bins, Bins, u64) {
+    (
+        sketch.positive.bins().collect(),
+        sketch.negative.bins().collect(),
+        sketch.zeros,
+    )
+}
+
+fn positive_values(n: usize, seed: u64) -> Vec<f64> {
+    mixed_values(n, seed)
+        .iter()
+        .map(|x| x.abs() + 1e-12)
+        .collect()
+}
+
+#[test]
+fn fused_and_general_paths_give_the_bins_of_add() {
+    // Positive batches over several blocks (the fused path), with room for every bin (its
+    // sub-counted and plain loops) and with collapsing (its clamped loop), a batch that turns to the general path in its third
+    // block, and an accuracy too fine for i32 keys (general path throughout).
+    let mut mixed_late = positive_values(3 * BLOCK + 100, 21);
+    mixed_late[2 * BLOCK + 5] = -3.0;
+    mixed_late[2 * BLOCK + 6] = 0.0;
+    mixed_late[3 * BLOCK + 7] = 1e-310;
+    // Concentrated values (a few bins, the sub-counted loop at its busiest) too.
+    let narrow: Vec<f64> = positive_values(2 * BLOCK + 3, 22)
+        .iter()
+        .map(|x| 1.0 + (x.ln().abs() % 1.0) * 0.02)
+        .collect();
+    let cases: [(f64, usize, usize, Vec<f64>); 8] = [
+        (0.01, 4096, 100, positive_values(2 * BLOCK + 333, 17)),
+        (0.01, 2048, 0, narrow),
+        (0.05, 2048, 0, vec![3.25; BLOCK + 9]),
+        (0.01, 64, 100, positive_values(2 * BLOCK + 333, 18)),
+        (0.001, 1 << 16, 0, positive_values(BLOCK + 1, 19)),
+        (0.001, 2048, 0, positive_values(BLOCK + 1, 19)),
+        (0.01, 256, 1024, mixed_late),
+        (1e-9, 4096, 10, positive_values(BLOCK + 10, 20)),
+    ];
+    for (alpha, max_bins, exact_limit, values) in cases {
+        let mut one_by_one = QuantileSketch::new(alpha, max_bins, exact_limit).expect("valid");
+        for &x in &values {
+            one_by_one.add(x).expect("finite");
+        }
+        let mut batched = QuantileSketch::new(alpha, max_bins, exact_limit).expect("valid");
+        batched.add_many(&values).expect("finite");
+        assert_eq!(all_bins(&one_by_one), all_bins(&batched), "alpha {alpha}");
+        assert_eq!(one_by_one.count(), batched.count());
+        assert_eq!(one_by_one.min(), batched.min());
+        assert_eq!(one_by_one.max(), batched.max());
+        let relative = (one_by_one.sum() - batched.sum()).abs() / one_by_one.sum().abs();
+        assert!(
+            relative <= 1e-12,
+            "alpha {alpha}: sums differ by {relative:e}"
+        );
+        // And a second batch into a sketch that already holds bins.
+        for &x in &values[..5000] {
+            one_by_one.add(x).expect("finite");
+        }
+        batched.add_many(&values[..5000]).expect("finite");
+        assert_eq!(
+            all_bins(&one_by_one),
+            all_bins(&batched),
+            "alpha {alpha}, again"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_in_a_positive_batch_leaves_the_sketch_unchanged() {
+    for bad in [f64::NAN, f64::INFINITY, -f64::NAN] {
+        let mut sketch = QuantileSketch::new(0.01, 2048, 1024).expect("valid");
+        sketch.add_many(&positive_values(5000, 3)).expect("finite");
+        let before = sketch.to_bytes();
+        let mut batch = positive_values(3 * BLOCK, 4);
+        batch[2 * BLOCK + 17] = bad;
+        let err = sketch.add_many(&batch).expect_err("non-finite");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "values must all be finite, got {} at index {}",
+                show(bad),
+                2 * BLOCK + 17
+            )
+        );
+        assert_eq!(sketch.to_bytes(), before);
+    }
+}
+
 #[test]
 fn extremes_are_exact_in_sketch_mode() {
     let values = mixed_values(10_000, 5);
