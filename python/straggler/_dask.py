@@ -558,7 +558,7 @@ class DaskEngine:
             ex._n_lost += 1
             ex._n_attempts += 1
             ex._wasted += attempt.end - attempt.start
-            ex._inbox.append(("end", attempt))
+            ex._inbox.extend(("end", attempt))
             ex._log.append(attempt)
             self.by_key[attempt.key] = rerun
             attempt = rerun
@@ -574,7 +574,7 @@ class DaskEngine:
         attempt.node = node
         self.running_on[node] += 1
         self.task_nodes.setdefault(task, set()).add(node)
-        ex._inbox.append(("start", attempt))
+        ex._inbox.extend(("start", attempt))
         ex._log.append(attempt)
 
     def _unstarted_locked(self, attempt: Any) -> None:
@@ -684,7 +684,7 @@ class DaskEngine:
         attempt.outcome = "lost"
         ex._n_lost += 1
         ex._wasted += attempt.end - attempt.start
-        ex._inbox.append(("end", attempt))
+        ex._inbox.extend(("end", attempt))
         ex._log.append(attempt)
         resolve = None
         if not task.done:
