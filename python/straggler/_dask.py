@@ -558,8 +558,8 @@ class DaskEngine:
             ex._n_lost += 1
             ex._n_attempts += 1
             ex._wasted += attempt.end - attempt.start
-            ex._inbox.append(("end", attempt))
-            ex._log.append((True, attempt))
+            ex._inbox.extend(("end", attempt))
+            ex._log.append(attempt)
             self.by_key[attempt.key] = rerun
             attempt = rerun
         else:
@@ -574,8 +574,8 @@ class DaskEngine:
         attempt.node = node
         self.running_on[node] += 1
         self.task_nodes.setdefault(task, set()).add(node)
-        ex._inbox.append(("start", attempt))
-        ex._log.append((False, attempt))
+        ex._inbox.extend(("start", attempt))
+        ex._log.append(attempt)
 
     def _unstarted_locked(self, attempt: Any) -> None:
         """The attempt no longer waits in Dask: it started, or ended without starting."""
@@ -653,7 +653,7 @@ class DaskEngine:
                         # worker died first): it has no Detector row and wasted nothing.
                         self._unstarted_locked(attempt)
                         attempt.start = now
-                        ex._log.append((False, attempt))
+                        ex._log.append(attempt)
                 beat = attempt.beat
                 end = now if seconds is None else attempt.start + seconds
                 attempt.end = max(end, attempt.start, beat[0] if beat is not None else attempt.start)
@@ -684,8 +684,8 @@ class DaskEngine:
         attempt.outcome = "lost"
         ex._n_lost += 1
         ex._wasted += attempt.end - attempt.start
-        ex._inbox.append(("end", attempt))
-        ex._log.append((True, attempt))
+        ex._inbox.extend(("end", attempt))
+        ex._log.append(attempt)
         resolve = None
         if not task.done:
             self.lost_by_task[task.id] += 1
@@ -706,10 +706,14 @@ class DaskEngine:
         """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Dask."""
         ex = self.executor
         with ex._lock:
-            waiting = [a.task for a in self.by_key.values() if not a.started and a.number == 0 and not a.speculative]
+            waiting = [
+                (a.task, a.task.future) for a in self.by_key.values()
+                if not a.started and a.number == 0 and not a.speculative and not a.task.done
+            ]
         # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
-        # meanwhile is RUNNING, and cancel() leaves it alone.
-        cancelled = [task for task in waiting if task.future.cancel()]
+        # meanwhile is RUNNING, and cancel() leaves it alone (one settled meanwhile has dropped
+        # its Future, hence the pairs taken under the lock).
+        cancelled = [task for task, future in waiting if future.cancel()]
         with ex._lock:
             for task in cancelled:
                 task.done = True

@@ -163,6 +163,9 @@ class _DaskAttempt(_Attempt):
         self.address = ""
 
 
+# The scheduler's inbox entries (each followed by its object; see SpeculativeExecutor._inbox).
+_TASK, _START, _END = "task", "start", "end"
+
 # One queued attempt: (task, attempt number, speculative).
 _Entry = tuple
 
@@ -270,7 +273,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)   # runners ended / work arrived
         self._shutdown = False
-        self._tasks: list[_Task] = []
+        self._n_tasks = 0          # tasks submitted (their ids are 0, 1, ...)
         self._stages: dict[str, Optional[int]] = {}       # name -> num_tasks
         self._outputs: set[str] = set()
         self._ready: collections.deque[_Entry] = collections.deque()
@@ -278,14 +281,18 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         self._active = 0           # attempts running or queued
         self._spec_active = 0      # copies running or queued
         self._runners = 0
-        # (ended?, attempt) in the order they happened; AttemptEvents are built when asked for.
-        self._log: list[tuple[bool, _Attempt]] = []
+        # The attempts in the order they started and ended: an attempt's first entry is its
+        # start, its second its end (no tuple per entry: the log lives as long as the executor,
+        # and every object in it is one more for the garbage collector to scan).
+        # AttemptEvents are built when asked for.
+        self._log: list[_Attempt] = []
         self._n_attempts = self._n_speculative = self._n_wins = self._n_failures = self._n_killed = 0
         self._n_lost = 0
         self._wasted = 0.0
-        # The scheduler's inbox: ("task", _Task) | ("start", _Attempt) | ("end", _Attempt), in
-        # the order they happened (appended under the lock).
-        self._inbox: collections.deque[tuple[str, Any]] = collections.deque()
+        # The scheduler's inbox, in the order they happened (appended under the lock): pairs of
+        # entries, _TASK then a _Task, or _START / _END then an _Attempt. Flat, not a tuple per
+        # event: fewer objects for the garbage collector to count and scan.
+        self._inbox: list[Any] = []
         self._scheduler_idle = False
         # Built last: it reads the cluster's workers into _slots and starts its event thread.
         self._dask = None if dask_client is None else _dask.DaskEngine(self, *dask_client)
@@ -309,6 +316,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             if task_options.output is not None:
                 output = os.path.abspath(os.fspath(task_options.output))
         task = _Task(-1, fn, args, kwargs, stage, task_options)  # outside the lock: a Future is not free
+        future = task.future  # the task drops it once resolved, which may be before we return
         start_runner = False
         with self._lock:
             if self._shutdown:
@@ -324,9 +332,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 if os.path.lexists(output):
                     raise FileExistsError(f"output: {output!r} already exists")
                 self._outputs.add(output)
-            task.id = len(self._tasks)
-            self._tasks.append(task)
-            self._inbox.append(("task", task))
+            task.id = self._n_tasks
+            self._n_tasks += 1
+            self._inbox.extend((_TASK, task))
             # _queue_locked(task, 0, speculative=False), inlined: this is the per-task path.
             self._ready.append((task, 0, False))
             task.queued = 1
@@ -341,7 +349,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             self._start_runners(1)
         elif self._dask is not None:
             self._dask.dispatch()
-        return task.future
+        return future
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: Optional[float] = None,
             chunksize: int = 1, progress: bool = False) -> Iterator[Any]:
@@ -423,7 +431,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     def stats(self) -> ExecutorStats:
         with self._lock:
             return ExecutorStats(
-                tasks=len(self._tasks),
+                tasks=self._n_tasks,
                 attempts=self._n_attempts,
                 speculative=self._n_speculative,
                 speculative_wins=self._n_wins,
@@ -437,14 +445,17 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         """The attempts' starts and ends so far, in the order they happened."""
         with self._lock:
             log = list(self._log)
-        return [
-            AttemptEvent(attempt.outcome, attempt.end, attempt.task.id, attempt.number, attempt.task.stage,
-                         attempt.node, attempt.speculative)
-            if ended else
-            AttemptEvent("start", attempt.start, attempt.task.id, attempt.number, attempt.task.stage,
-                         attempt.node, attempt.speculative)
-            for ended, attempt in log
-        ]
+        events = []
+        started: set[_Attempt] = set()
+        for attempt in log:
+            if attempt in started:
+                events.append(AttemptEvent(attempt.outcome, attempt.end, attempt.task.id, attempt.number,
+                                           attempt.task.stage, attempt.node, attempt.speculative))
+            else:
+                started.add(attempt)
+                events.append(AttemptEvent("start", attempt.start, attempt.task.id, attempt.number,
+                                           attempt.task.stage, attempt.node, attempt.speculative))
+        return events
 
     @property
     def policy(self) -> Any:
@@ -568,8 +579,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 self._spec_active += 1
                 self._n_speculative += 1
             self._n_attempts += 1
-            self._inbox.append(("start", attempt))
-            self._log.append((False, attempt))
+            self._inbox.extend((_START, attempt))
+            self._log.append(attempt)
             return attempt
         return None
 
@@ -653,8 +664,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             self._n_killed += 1
         if attempt.outcome != "finish":
             self._wasted += attempt.end - attempt.start
-        self._inbox.append(("end", attempt))
-        self._log.append((True, attempt))
+        self._inbox.extend((_END, attempt))
+        self._log.append(attempt)
         if staging is not None and not committed:
             return (staging, resolve)
         if resolve is not None:
@@ -669,12 +680,15 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         if resolve is not None:
             # Outside the lock: the Future runs its callbacks, which may submit again.
             task, value, error = resolve
+            future = task.future
             if error is None:
-                task.future.set_result(value)
+                future.set_result(value)
             else:
-                task.future.set_exception(error)
-            # Drop what the task held; the Future keeps the result.
-            task.fn = task.args = task.kwargs = None  # type: ignore[assignment]
+                future.set_exception(error)
+            # Drop what the task held, the Future too: the caller holds it (with the result),
+            # and the events log keeps the task as long as the executor lives. Nothing reads
+            # it once the task is done (every reader checks ``done`` first, under the lock).
+            task.fn = task.args = task.kwargs = task.future = None  # type: ignore[assignment]
 
     def _stop_others_locked(self, task: _Task) -> None:
         for other in task.running:
@@ -714,7 +728,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                         elif now >= deadline:
                             break
                         self._changed.wait(deadline - now)
-                    inbox, self._inbox = self._inbox, collections.deque()
+                    inbox, self._inbox = self._inbox, []
                 feed.drain(inbox)
                 if finished:
                     break
@@ -809,7 +823,7 @@ class _DetectorFeed:
         self.tasks: list[_Task] = []            # by Detector task id
         self.running: dict[int, _Attempt] = {}  # Detector attempt id -> attempt
 
-    def drain(self, inbox: collections.deque) -> None:
+    def drain(self, inbox: list) -> None:
         """Apply the inbox to the Detector in three batched calls per run: ``add_tasks`` per
         run of like registrations, then ``start_many``, then ``finish_many``.
 
@@ -855,12 +869,13 @@ class _DetectorFeed:
                 ends.clear()
                 ended_tasks.clear()
 
-        for kind, item in inbox:
-            if kind == "start":
+        entries = iter(inbox)
+        for kind, item in zip(entries, entries):  # (kind, object) pairs
+            if kind == _START:
                 if item.task in ended_tasks:
                     flush()
                 starts.append(item)
-            elif kind == "end":
+            elif kind == _END:
                 ends.append(item)
                 ended_tasks.add(item.task)
             else:
