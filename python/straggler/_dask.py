@@ -47,6 +47,10 @@ from typing import Any, Callable, Optional
 
 from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
 
+# The longest the event thread waits for a result it saw finished: one whose worker died
+# meanwhile waits for a recomputation, which must not stall every other completion.
+_FETCH_TIMEOUT = 1.0
+
 logger = logging.getLogger("straggler")
 
 __all__: list[str] = []
@@ -438,16 +442,21 @@ class DaskEngine:
         options: dict[str, Any] = {"key": attempt.key, "pure": False}
         if self.resources is not None:
             options["resources"] = self.resources
-        if attempt.pinned >= 0:
+        if attempt.pinned >= 0 or blocked or self.universe is not None:
+            # Dask leaves a task whose named workers have all gone in "no-worker" for good, even
+            # with allow_other_workers: name only workers alive now (a fresh look, as these
+            # attempts are few), and drop a pin to a worker that has left.
+            self.refresh_workers(force=True)
+        if attempt.pinned >= 0 and attempt.pinned in self.nthreads:
             options.update(workers=[self.addresses[attempt.pinned]], allow_other_workers=True, priority=1)
-        elif attempt.number > 0 or blocked or self.universe is not None:
-            # Retries (and, while Flink blocks nodes, every new attempt) avoid the nodes they may
-            # not use by naming the others; loose, so that they still run if only those are left.
+        elif blocked or self.universe is not None:
+            # While Flink blocks nodes, new attempts avoid them by naming the others; loose, so
+            # that they still run if only blocked ones are left.
             allowed = [a for a, n in self.nodes.items() if n in self.nthreads and n not in blocked]
             if allowed:
                 options.update(workers=allowed, allow_other_workers=self.universe is None)
-            if attempt.number > 0:
-                options["priority"] = 1
+        if attempt.number > 0:
+            options["priority"] = 1
         try:
             staging = None
             if task.options is not None and task.options.output is not None:
@@ -614,14 +623,19 @@ class DaskEngine:
                 outcomes.append((attempt, None, error, None, None, not attempt.cancelled))
         if gathered:
             try:
-                values = self.client.gather([f for _, f in gathered])
+                import distributed
+
+                futures = [f for _, f in gathered]
+                distributed.wait(futures, timeout=_FETCH_TIMEOUT)  # a lost one times out
+                values = self.client.gather(futures)
             except Exception:
                 # One result could not be fetched (its worker died after it finished): fetch one
                 # by one; Dask recomputes what was lost, and the done callback fires again.
+                # A lost result may wait for a recomputation, so never wait long for one here.
                 values = []
                 for _, future in gathered:
                     try:
-                        values.append(future.result())
+                        values.append(future.result(timeout=_FETCH_TIMEOUT))
                     except Exception:
                         values.append(None)
                         future.add_done_callback(self._on_done)
