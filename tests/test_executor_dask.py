@@ -181,5 +181,10 @@ def test_killed_workers_lose_no_result_and_count_no_failure(client, tmp_path):
     stats = ex.stats()
     assert stats.failures == 0 and stats.lost >= 1
     ends = [e.kind for e in ex.events() if e.task == 3 and e.kind != "start"]
-    assert ends[-1] == "finish" and "lost" in ends and "fail" not in ends
+    assert ends.count("finish") == 1 and "fail" not in ends
+    # Attempt 0 ends as "lost" when its loss is seen first; when the executor had already
+    # started attempt 1 elsewhere (the original sat unstarted behind the dead worker) and that
+    # one won, attempt 0's end comes after the win and is a kill. Nothing else may follow.
+    assert set(ends[ends.index("finish") + 1:]) <= {"kill"}
+    assert "lost" in ends or ends[-1] == "kill"
     client.wait_for_workers(2)
