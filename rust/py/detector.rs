@@ -313,7 +313,8 @@ impl PyDetector {
         Ok(ids(py, first, n as usize))
     }
 
-    #[pyo3(signature = (task, now, node = None))]
+    // The signature Python shows is the documented one; None is accepted as 0 as well.
+    #[pyo3(signature = (task, now, node = None), text_signature = "($self, task, now, node=0)")]
     fn start(
         &self,
         py: Python<'_>,
@@ -420,7 +421,10 @@ impl PyDetector {
     }
 
     /// Which running attempts to copy now (changes nothing).
-    #[pyo3(signature = (now, pending = None, slots = None))]
+    #[pyo3(
+        signature = (now, pending = None, slots = None),
+        text_signature = "($self, now, pending=0, slots=None)"
+    )]
     fn check(
         &self,
         py: Python<'_>,
