@@ -284,7 +284,7 @@ impl Detector {
                 .live
                 .push(t as u32, stage, node, now.at(row), speculative);
             self.speculative_running += u64::from(speculative);
-            self.tasks.started_one(t);
+            self.tasks.add_running(t);
             self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
             self.tasks.newest[t] = id;
             self.stages[stage as usize].running += 1;
@@ -504,7 +504,7 @@ impl Detector {
             let duration = now.at(row) - self.live.start[slot];
             self.speculative_running -= u64::from(self.live.speculative[slot]);
             self.live.remove(slot);
-            self.tasks.ended_one(task);
+            self.tasks.remove_running(task);
             self.stages[stage].running -= 1;
             let was_done = self.tasks.is_done(task);
             self.done_running -= u64::from(was_done);

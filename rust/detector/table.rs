@@ -72,11 +72,11 @@ impl Tasks {
     }
 
     /// One more running attempt. At most 2^30 − 1 at once: the caller checks `running`.
-    pub fn started_one(&mut self, task: usize) {
+    pub fn add_running(&mut self, task: usize) {
         self.state[task] += 1;
     }
 
-    pub fn ended_one(&mut self, task: usize) {
+    pub fn remove_running(&mut self, task: usize) {
         self.state[task] -= 1;
     }
 
