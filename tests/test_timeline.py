@@ -8,7 +8,7 @@ import time
 
 import pytest
 import straggler as sg
-from straggler.executor import AttemptEvent
+from straggler._records import OUTCOMES, AttemptEvent
 from straggler.timeline import _bars, _lanes
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -87,3 +87,18 @@ def test_a_bad_width_is_rejected_naming_it(tmp_path, width, error):
     pytest.importorskip("matplotlib")
     with pytest.raises(error, match=r"^width must be"):
         sg.plot_timeline([], tmp_path / "x.png", width=width)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("speculative", [False, True])
+def test_every_outcome_kind_is_drawn(tmp_path, outcome, speculative):
+    # A Dask worker's death leaves "lost" attempts; every kind the records define has a style.
+    pytest.importorskip("matplotlib")
+    events = [
+        AttemptEvent("start", 0.0, 0, 0, "s", 0, False),
+        AttemptEvent("start", 0.5, 0, 1, "s", 1, speculative),
+        AttemptEvent(outcome, 1.0, 0, 1, "s", 1, speculative),
+        AttemptEvent("finish", 2.0, 0, 0, "s", 0, False),
+    ]
+    sg.plot_timeline(events, tmp_path / "t.png")
+    assert png_size(tmp_path / "t.png")[0] > 0

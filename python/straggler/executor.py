@@ -28,10 +28,10 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from straggler._context import AttemptCancelled, AttemptContext, TaskOptions, _enter, _leave, _WithOptions
+from straggler._records import AttemptEvent, ExecutorStats
 from straggler._scheduling import Situation, plan_copies
 from straggler.policies import SparkPolicy
 
@@ -43,49 +43,6 @@ logger.addHandler(logging.NullHandler())
 _KINDS = ("spark", "flink", "smallpond", "late")
 _UNKNOWN: Any = object()
 _DEFAULT_STAGE = "default"
-
-
-@dataclass(frozen=True)
-class ExecutorStats:
-    """Counts over the executor's life so far.
-
-    ``attempts`` counts every attempt started (first attempts, retries and copies);
-    ``speculative`` the copies started while another attempt of the task ran;
-    ``speculative_wins`` the tasks a copy finished first; ``failures`` the attempts that raised
-    (losers never count); ``killed`` the attempts that ended after their task was already done
-    (stopped by ``heartbeat`` or finished too late); ``lost`` the attempts an engine lost
-    without a verdict (a Dask worker died under them; never counted as failures);
-    ``wasted_seconds`` the run time of the attempts that ended without producing the task's
-    result (failed, killed and lost ones).
-    """
-
-    tasks: int
-    attempts: int
-    speculative: int
-    speculative_wins: int
-    failures: int
-    killed: int
-    wasted_seconds: float
-    lost: int = 0
-
-
-@dataclass(frozen=True)
-class AttemptEvent:
-    """One line of the executor's timeline.
-
-    ``kind``: "start", "finish" (the task's winning attempt), "fail" (it raised; counts as a
-    failure), "kill" (it ended after its task was done: stopped, or its result discarded) or
-    "lost" (the engine lost it: a Dask worker died under it).
-    ``time`` is on the executor's clock (``time.monotonic`` unless one was injected).
-    """
-
-    kind: str
-    time: float
-    task: int
-    attempt: int
-    stage: str
-    node: int
-    speculative: bool
 
 
 class _Task:

@@ -47,8 +47,8 @@ from typing import Any, Iterator, Optional, Sequence, Union, overload
 
 import numpy as np
 
+from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
-from straggler.executor import AttemptEvent
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
 __all__ = ["POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate"]

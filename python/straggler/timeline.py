@@ -23,6 +23,8 @@ _STYLES: dict[tuple[str, bool], tuple[str, str]] = {
     ("kill", True): ("copy killed (lost the race)", "#f2a541"),
     ("fail", False): ("failed", "#555555"),
     ("fail", True): ("failed", "#555555"),
+    ("lost", False): ("lost (its worker died)", "#9467bd"),
+    ("lost", True): ("lost (its worker died)", "#9467bd"),
     ("running", False): ("still running", "#bbbbbb"),
     ("running", True): ("still running", "#bbbbbb"),
 }

@@ -1,0 +1,68 @@
+"""The records the executor, the simulator and the timeline share: what happened to each
+attempt (``AttemptEvent`` and its kinds) and the executor's counts (``ExecutorStats``).
+
+Defined once here, with no dependency on any engine, so that every producer (an engine, the
+simulator, a replayed log) and every consumer (the timeline, an exporter) agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+__all__ = ["AttemptEvent", "ExecutorStats", "Outcome", "EventKind", "OUTCOMES", "EVENT_KINDS"]
+
+# How an attempt ended:
+# - "finish": it produced its task's result (the task's winning attempt);
+# - "fail": it raised (counts as a failure and may be retried);
+# - "kill": it ended after its task was done (stopped because another attempt won, or its
+#   result arrived too late and was discarded);
+# - "lost": the engine lost it without a verdict (its worker died); never a failure.
+Outcome = Literal["finish", "fail", "kill", "lost"]
+EventKind = Literal["start", "finish", "fail", "kill", "lost"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+
+
+@dataclass(frozen=True)
+class ExecutorStats:
+    """Counts over the executor's life so far.
+
+    ``attempts`` counts every attempt started (first attempts, retries and copies);
+    ``speculative`` the copies started while another attempt of the task ran;
+    ``speculative_wins`` the tasks a copy finished first; ``failures`` the attempts that raised
+    (losers never count); ``killed`` the attempts that ended after their task was already done
+    (stopped by ``heartbeat`` or finished too late); ``lost`` the attempts an engine lost
+    without a verdict (a Dask worker died under them; never counted as failures);
+    ``wasted_seconds`` the run time of the attempts that ended without producing the task's
+    result (failed, killed and lost ones).
+    """
+
+    tasks: int
+    attempts: int
+    speculative: int
+    speculative_wins: int
+    failures: int
+    killed: int
+    wasted_seconds: float
+    lost: int = 0
+
+
+@dataclass(frozen=True)
+class AttemptEvent:
+    """One line of a job's timeline.
+
+    ``kind``: "start", or how the attempt ended (an ``Outcome``): "finish" (the task's
+    winning attempt), "fail" (it raised; counts as a failure), "kill" (it ended after its task
+    was done: stopped, or its result discarded) or "lost" (the engine lost it: its worker died).
+    ``time`` is on the executor's clock (``time.monotonic`` unless one was injected), or the
+    simulation's virtual time.
+    """
+
+    kind: str
+    time: float
+    task: int
+    attempt: int
+    stage: str
+    node: int
+    speculative: bool
