@@ -188,3 +188,98 @@ def test_killed_workers_lose_no_result_and_count_no_failure(client, tmp_path):
     assert set(ends[ends.index("finish") + 1:]) <= {"kill"}
     assert "lost" in ends or ends[-1] == "kill"
     client.wait_for_workers(2)
+
+
+def steady(i: int, slow_task: int) -> tuple[int, int, bool]:
+    """0.2 s of work in 20 ms steps with a heartbeat after each; ``slow_task``'s first attempt
+    takes 4 s."""
+    attempt = sg.current_attempt()
+    steps = 200 if i == slow_task and attempt.attempt == 0 else 10
+    for step in range(steps):
+        time.sleep(0.02)
+        sg.heartbeat(progress=(step + 1) / steps)
+    return i, attempt.attempt, attempt.speculative
+
+
+def chunks_into_staging(i: int, chunks: int) -> int:
+    """Writes ``chunks`` files into its staging directory, 0.1 s apart."""
+    attempt = sg.current_attempt()
+    for k in range(chunks):
+        with open(os.path.join(attempt.staging_dir, f"chunk-{k}-{os.getpid()}"), "w") as f:
+            f.write(f"{i}\n")
+        time.sleep(0.1)
+    return i
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of its own for tests that kill workers again and again (the nannies restart
+    them); Dask reruns a task whose worker died up to 20 times before giving up."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 20}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0") as local, distributed.Client(local) as c:
+            c.wait_for_workers(2)
+            yield c
+
+
+def _kill_a_worker(client, index: int) -> None:
+    import signal
+
+    pids = client.run(os.getpid)
+    address = sorted(pids)[index % len(pids)]
+    os.kill(pids[address], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    # The nanny starts a new worker process; wait until the scheduler counts two again.
+    while time.monotonic() < deadline:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if len(workers) >= 2 and address not in workers:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the nanny did not restart the killed worker within 60 s")
+
+
+@pytest.mark.timeout(240)
+def test_ten_worker_deaths_in_one_job_leave_speculation_running(own_cluster):
+    client = own_cluster
+    calls = []
+    policy = sg.SparkPolicy(min_runtime=0.5, interval=0.05)
+    ex = sg.SpeculativeExecutor(client, policy=policy)
+    try:
+        futures = [ex.submit(steady, i, -1) for i in range(60)]
+        for f in futures:
+            f.add_done_callback(calls.append)
+        for k in range(10):
+            time.sleep(0.3)
+            _kill_a_worker(client, k)
+        assert [f.result(timeout=120)[0] for f in futures] == list(range(60))
+        deaths = ex.stats().lost
+        # After the last death: a straggler (submitted first, so it starts at once rather than
+        # wait in a worker's queue), and a copy of it must win.
+        late = [ex.submit(steady, 100 + i, 100) for i in range(8)]
+        values = [f.result(timeout=120) for f in late]
+        assert values[0][0] == 100 and values[0][1] >= 1 and values[0][2], values
+        assert ex._scheduler.thread.is_alive()
+    finally:
+        ex.shutdown(wait=True)
+    assert sorted(map(id, calls)) == sorted(map(id, futures))  # each resolved once
+    stats = ex.stats()
+    assert stats.failures == 0 and stats.speculative_wins >= 1 and deaths >= 1
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("round_", range(3))
+def test_a_rerun_after_a_worker_death_commits_only_its_own_files(own_cluster, tmp_path, round_):
+    # Issue: Dask reran the key into the staging directory the dead run had half filled, and
+    # both runs' chunks were committed. Every execution now writes into its own directory.
+    client = own_cluster
+    with sg.SpeculativeExecutor(client, policy=None) as ex:
+        futures = [ex.submit(sg.options(chunks_into_staging, output=str(tmp_path / f"out-{i}")), i, 10)
+                   for i in range(2)]
+        time.sleep(0.3)
+        _kill_a_worker(client, round_)
+        assert [f.result(timeout=120) for f in futures] == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["out-0", "out-1"]  # no staging directory left behind
+    for i in range(2):
+        files = os.listdir(tmp_path / f"out-{i}")
+        assert len(files) == 10, files
+        assert len({name.rsplit("-", 1)[1] for name in files}) == 1  # all from one execution

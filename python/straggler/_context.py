@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
+from straggler._checks import flag, integer, real
+
 __all__ = ["AttemptCancelled", "AttemptContext", "TaskOptions", "current_attempt", "heartbeat", "options"]
 
 
@@ -105,19 +107,9 @@ def heartbeat(progress: Optional[float] = None, records: Optional[int] = None) -
     executor's) it only checks its arguments.
     """
     if progress is not None:
-        if isinstance(progress, bool) or not isinstance(progress, (int, float)):
-            raise TypeError(f"progress must be a number in [0, 1] or None, got {progress!r}")
-        progress = float(progress)
-        if not 0.0 <= progress <= 1.0:  # also rejects NaN
-            raise ValueError(f"progress must be in [0, 1], got {progress!r}")
+        progress = real("progress", progress, low=0.0, high=1.0)  # numpy scalars too
     if records is not None:
-        if isinstance(records, bool) or not isinstance(records, int):
-            try:
-                records = int(records.__index__())  # numpy integers
-            except AttributeError:
-                raise TypeError(f"records must be a non-negative int or None, got {records!r}") from None
-        if records < 0:
-            raise ValueError(f"records must be >= 0, got {records!r}")
+        records = integer("records", records, low=0)
     current = getattr(_local, "attempt", None)
     if current is None:
         return
@@ -142,18 +134,12 @@ class TaskOptions:
     def __post_init__(self) -> None:
         if self.stage is not None and not isinstance(self.stage, str):
             raise TypeError(f"stage must be a str or None, got {self.stage!r}")
+        # Normalised once (numpy integers become ints), then frozen.
         if self.num_tasks is not None:
-            if isinstance(self.num_tasks, bool) or not isinstance(self.num_tasks, int):
-                raise TypeError(f"num_tasks must be an int or None, got {self.num_tasks!r}")
-            if self.num_tasks < 1:
-                raise ValueError(f"num_tasks must be >= 1, got {self.num_tasks!r}")
+            object.__setattr__(self, "num_tasks", integer("num_tasks", self.num_tasks, low=1))
         if self.input_bytes is not None:
-            if isinstance(self.input_bytes, bool) or not isinstance(self.input_bytes, int):
-                raise TypeError(f"input_bytes must be an int or None, got {self.input_bytes!r}")
-            if self.input_bytes < 0:
-                raise ValueError(f"input_bytes must be >= 0, got {self.input_bytes!r}")
-        if not isinstance(self.speculatable, bool):
-            raise TypeError(f"speculatable must be a bool, got {self.speculatable!r}")
+            object.__setattr__(self, "input_bytes", integer("input_bytes", self.input_bytes, low=0))
+        object.__setattr__(self, "speculatable", flag("speculatable", self.speculatable))
         if self.output is not None:
             import os
 

@@ -268,20 +268,25 @@ class Ledger:
             attempt = factory(task, entry.number, speculative, self.clock)
             task.running.append(attempt)
             self.active += 1
-            self.n_attempts += 1
             if speculative:
                 self.spec_active += 1
-                self.n_speculative += 1
             if start:
-                self.inbox.extend((START, attempt))
-                self.log.extend((START, attempt))
+                self.started_locked(attempt)
             return attempt, entry.node
         return None
 
     def started_locked(self, attempt: Attempt) -> None:
-        """An attempt taken with ``start=False`` runs now (its ``start`` and ``node`` are set)."""
+        """An attempt taken with ``start=False`` runs now (its ``start`` and ``node`` are set).
+        Only started attempts count in ``stats()`` and appear in the events."""
+        self.n_attempts += 1
+        self.n_speculative += attempt.speculative
         self.inbox.extend((START, attempt))
         self.log.extend((START, attempt))
+
+    def drop_locked(self, attempt: Attempt) -> None:
+        """An attempt of a settled task that never started (withdrawn from the engine's queue):
+        it leaves no trace, as a task cancelled before it ran leaves none."""
+        self._detach_locked(attempt)
 
     def rerun_locked(self, attempt: Attempt, factory: Callable[..., Attempt], at: float) -> Attempt:
         """The engine ran the same attempt again (its worker died; Dask reruns the key): the
@@ -289,9 +294,11 @@ class Ledger:
         task = attempt.task
         rerun = factory(task, attempt.number, attempt.speculative, self.clock)
         rerun.cancelled = attempt.cancelled
-        self._end_locked(attempt, at, "lost")
+        # The lost run was last seen alive at its last heartbeat (the rerun starts only once the
+        # engine noticed the death): that is the time it wasted.
+        beat = attempt.beat
+        self._end_locked(attempt, beat[0] if beat is not None else at, "lost")
         self.n_lost += 1
-        self.n_attempts += 1
         task.running[task.running.index(attempt)] = rerun
         return rerun
 

@@ -732,10 +732,17 @@ class DaskEngine(EngineBase):
                             removals.append(removed)
                         attempt = self.by_key[attempt.key]
                     else:
-                        # Ended before it was seen running (cancelled in Dask's queue, or its
-                        # worker died first): it has no Detector row and wasted nothing.
+                        # Ended before it was seen running: it has no Detector row and wasted
+                        # nothing. Cancelled in Dask's queue (its task was settled) it leaves no
+                        # trace; lost or failed (its worker died first), it ends now.
                         self._unstarted_locked(attempt)
                         attempt.start = now
+                        if task.done:
+                            del self.by_key[attempt.key]
+                            attempt.dask_future = None
+                            ledger.drop_locked(attempt)
+                            ended += 1
+                            continue
                         ledger.started_locked(attempt)
                 if staging is not None:
                     if attempt.staging is not None and attempt.staging != staging:
