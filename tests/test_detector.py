@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -195,3 +197,45 @@ def test_finish_many_rejects_a_repeated_attempt_and_changes_nothing():
         det.finish_many([a[0], a[1], a[0]], 1.0)
     assert det.num_running == 2
     assert det.finish_many(a, 1.0).tolist() == [True, True]
+
+
+# Run in a child with its address space capped at 1 GiB: before the bound on `n`, these calls
+# allocated per-task tables first and aborted the interpreter (an abort here is a failure of
+# the child, not of the test run).
+HUGE_ADD_TASKS = r"""
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import straggler as sg
+
+det = sg.Detector(sg.SparkPolicy())
+declared = det.add_stage(num_tasks=10)
+open_ended = det.add_stage()
+cases = [
+    (declared, 2**32 - 2, 7),
+    (declared, 10**9, None),
+    (declared, 11, [1] * 3),
+    (open_ended, 10**9, None),
+    (open_ended, 10**9, 7),
+    (open_ended, 2**32 - 2, None),
+]
+for stage, n, input_bytes in cases:
+    began = time.perf_counter()
+    try:
+        det.add_tasks(stage, n, input_bytes=input_bytes)
+    except ValueError as e:
+        assert f"n={n}" in str(e), str(e)
+    else:
+        sys.exit(f"add_tasks({stage}, {n}) was accepted")
+    assert time.perf_counter() - began < 1.0, (n, time.perf_counter() - began)
+    assert det.num_tasks == 0
+assert det.add_tasks(declared, 10, input_bytes=7).tolist() == list(range(10))
+assert det.add_tasks(open_ended, 1000).shape == (1000,)
+print("ok")
+"""
+
+
+def test_add_tasks_refuses_a_huge_n_before_allocating():
+    run = subprocess.run([sys.executable, "-c", HUGE_ADD_TASKS], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "ok"

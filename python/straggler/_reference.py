@@ -27,6 +27,7 @@ count that is not an int (bools included) → ``TypeError``. Bad values → ``Va
 the argument and showing the value:
 - ``now`` NaN or infinite;
 - ``add_stage(num_tasks)`` < 1; adding more tasks than the stage's declared ``num_tasks``;
+  ``add_tasks(n)`` with n < 0 or n > 2**26 (checked before anything is allocated);
 - ``input_bytes`` other than None, -1 (both: unknown) or an int >= 0; ``add_tasks`` takes
   None (all unknown), one int for all rows, or an int array of length ``n``;
 - ``node`` < 0; starting an attempt of a task that already succeeded;
@@ -135,6 +136,7 @@ import numpy as np
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
 JAVA_DOUBLE_MIN = 5e-324  # Java's Double.MIN_VALUE, the smallest positive double
+MAX_TASKS_PER_CALL = 1 << 26  # the most tasks one add_tasks call may add
 
 
 class CheckResult:
@@ -363,7 +365,9 @@ class ReferenceDetector:
         target = self._stage(stage)
         count = _int("n", n)
         if count < 0:
-            raise ValueError(f"n must be >= 0, got {n!r}")
+            raise ValueError(f"n must be >= 0, got n={n!r}")
+        if count > MAX_TASKS_PER_CALL:
+            raise ValueError(f"n={n!r} is more tasks than one call may add ({MAX_TASKS_PER_CALL})")
         if input_bytes is None or np.ndim(input_bytes) == 0:
             sizes = [self._input_bytes(input_bytes)] * count
         else:

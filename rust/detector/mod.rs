@@ -38,6 +38,33 @@ impl Times<'_> {
 /// How many rows ahead a batch asks for the rows it will touch (see `Live::prefetch`).
 const PREFETCH_AHEAD: usize = 16;
 
+/// The most tasks one `add_tasks` call may add (their rows take about 1.5 GiB); a larger
+/// stage is added in parts. It keeps a mistyped `n` from exhausting memory before anything
+/// else can refuse it.
+pub const MAX_TASKS_PER_CALL: i64 = 1 << 26;
+
+/// The input bytes of the tasks one `add_tasks` call adds; -1 is unknown, like Flink's
+/// `NUM_BYTES_UNKNOWN`.
+#[derive(Debug, Clone, Copy)]
+pub enum InputBytes<'a> {
+    Unknown,
+    /// One count for every task (never expanded into a per-task vector).
+    One(i64),
+    /// One count per task.
+    Each(&'a [i64]),
+}
+
+impl InputBytes<'_> {
+    #[inline]
+    fn at(&self, row: usize) -> i64 {
+        match self {
+            InputBytes::Unknown => -1,
+            InputBytes::One(b) => *b,
+            InputBytes::Each(bytes) => bytes[row],
+        }
+    }
+}
+
 fn length_error(arg: &str, got: usize, rows: usize) -> Error {
     Error::value(arg, format!("has {got} rows, expected {rows}"))
 }
@@ -181,29 +208,43 @@ impl Detector {
     }
 
     pub fn add_task(&mut self, stage: i64, input_bytes: i64, speculatable: bool) -> Result<u32> {
-        let first = self.add_tasks(stage, 1, Some(&[input_bytes]), speculatable)?;
-        Ok(first)
+        self.add_tasks(stage, 1, InputBytes::One(input_bytes), speculatable)
     }
 
     /// Adds `n` tasks to a stage and returns the first id (the ids are consecutive).
-    /// `input_bytes`: one value per task, or `None` for unknown.
+    /// `n` is checked against the stage's room and `MAX_TASKS_PER_CALL` before anything is
+    /// allocated, and the task table grows by a fallible reservation: a huge `n` is a
+    /// `ValueError`, never an aborted process.
     pub fn add_tasks(
         &mut self,
         stage: i64,
         n: i64,
-        input_bytes: Option<&[i64]>,
+        input_bytes: InputBytes<'_>,
         speculatable: bool,
     ) -> Result<u32> {
         let s = self.stage_index(stage)?;
         if n < 0 {
-            return Err(Error::value("n", format!("must be >= 0, got {n}")));
+            return Err(Error::Value(format!("n must be >= 0, got n={n}")));
         }
-        if let Some(bytes) = input_bytes {
+        if n > MAX_TASKS_PER_CALL {
+            return Err(Error::Value(format!(
+                "n={n} is more tasks than one call may add ({MAX_TASKS_PER_CALL}); add them in parts"
+            )));
+        }
+        if let InputBytes::Each(bytes) = input_bytes {
             if bytes.len() as u64 != n as u64 {
-                return Err(length_error("input_bytes", bytes.len(), n as usize));
+                return Err(Error::Value(format!(
+                    "input_bytes has {} rows, expected n={n}",
+                    bytes.len()
+                )));
             }
         }
-        if let Some(bad) = input_bytes.and_then(|b| b.iter().find(|b| **b < -1)) {
+        let bad = match input_bytes {
+            InputBytes::Unknown => None,
+            InputBytes::One(b) => (b < -1).then_some(b),
+            InputBytes::Each(bytes) => bytes.iter().copied().find(|b| *b < -1),
+        };
+        if let Some(bad) = bad {
             return Err(Error::value(
                 "input_bytes",
                 format!("must be >= 0, or -1 for unknown, got {bad}"),
@@ -211,15 +252,19 @@ impl Detector {
         }
         self.stages[s].check_room(s, n as u64)?;
         if self.tasks.len() as u64 + n as u64 >= u32::MAX as u64 {
-            return Err(Error::value(
-                "n",
-                format!("{n} more tasks exhaust the task ids"),
-            ));
+            return Err(Error::Value(format!(
+                "n={n}: that many more tasks exhaust the task ids ({} added)",
+                self.tasks.len()
+            )));
         }
+        self.tasks.try_reserve(n as usize).map_err(|_| {
+            Error::Value(format!(
+                "n={n}: the task table cannot grow by that many rows"
+            ))
+        })?;
         let first = self.tasks.len() as u32;
         for i in 0..n as usize {
-            // -1 is unknown, like Flink's NUM_BYTES_UNKNOWN.
-            let bytes = input_bytes.map_or(-1, |b| b[i]);
+            let bytes = input_bytes.at(i);
             self.tasks.push(s as u32, bytes, speculatable);
             self.stages[s].add_task(bytes);
         }

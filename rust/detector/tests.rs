@@ -6,7 +6,7 @@ use crate::error::Error;
 
 fn stage_of(det: &mut Detector, n: i64) -> (i64, Vec<i64>) {
     let stage = det.add_stage(Some(n), None).unwrap() as i64;
-    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    let first = det.add_tasks(stage, n, InputBytes::Unknown, true).unwrap() as i64;
     (stage, (first..first + n).collect())
 }
 
@@ -54,7 +54,7 @@ fn flink_compares_time_per_byte_and_reports_the_slowest_attempt_once() {
     };
     let mut det = Detector::new(Policy::Flink(policy)).unwrap();
     let stage = det.add_stage(Some(4), None).unwrap() as i64;
-    det.add_tasks(stage, 4, Some(&[100, 100, 100, 1000]), true)
+    det.add_tasks(stage, 4, InputBytes::Each(&[100, 100, 100, 1000]), true)
         .unwrap();
     let a = det
         .start_many(&[0, 1, 2, 3], Times::One(0.0), None)
@@ -157,7 +157,7 @@ fn the_split_scan_finds_what_the_serial_scan_finds() {
     let mut det = Detector::new(Policy::Never).unwrap();
     let stage = det.add_stage(None, None).unwrap() as i64;
     let n = 600_000;
-    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    let first = det.add_tasks(stage, n, InputBytes::Unknown, true).unwrap() as i64;
     let tasks: Vec<i64> = (first..first + n).collect();
     let starts: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
     det.start_many(&tasks, Times::Each(&starts), None).unwrap();
@@ -173,4 +173,25 @@ fn the_split_scan_finds_what_the_serial_scan_finds() {
         .collect();
     assert_eq!(split, serial);
     assert!(!serial.is_empty());
+}
+
+#[test]
+fn a_huge_n_is_refused_before_anything_is_allocated() {
+    let mut det = Detector::new(Policy::Never).unwrap();
+    let declared = det.add_stage(Some(10), None).unwrap() as i64;
+    let open = det.add_stage(None, None).unwrap() as i64;
+    for (stage, n, bytes) in [
+        (declared, (1i64 << 32) - 2, InputBytes::One(7)),
+        (declared, 1_000_000_000, InputBytes::Unknown),
+        (open, 1_000_000_000, InputBytes::Unknown),
+        (open, (1i64 << 32) - 2, InputBytes::One(7)),
+        (open, i64::MAX, InputBytes::Unknown),
+    ] {
+        match det.add_tasks(stage, n, bytes, true) {
+            Err(Error::Value(msg)) => assert!(msg.contains(&format!("n={n}")), "{msg}"),
+            other => panic!("n={n}: {other:?}"),
+        }
+        assert_eq!(det.num_tasks(), 0);
+    }
+    assert_eq!(det.add_tasks(open, 3, InputBytes::One(7), true), Ok(0));
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::detector::{
-    Candidates, Context, Detector, Flink, Late, Policy, Smallpond, Spark, Times,
+    Candidates, Context, Detector, Flink, InputBytes, Late, Policy, Smallpond, Spark, Times,
 };
 use crate::error::Error;
 
@@ -294,20 +294,18 @@ impl PyDetector {
     ) -> PyResult<Py<PyArray1<i64>>> {
         let stage = int_arg(stage, "stage", Some("stage"))?;
         let n = int_arg(n, "n", None)?;
-        // None, one count for every task, or one per task.
-        let (one, each): (Option<Vec<i64>>, Option<Ints<'_>>) = match input_bytes {
-            Some(b) if !b.is_none() => match b.extract::<i64>() {
-                // An impossible `n` is left for the core to reject, unallocated.
-                Ok(x) if (0..u32::MAX as i64).contains(&n) => (Some(vec![x; n as usize]), None),
-                Ok(_) => (None, None),
-                Err(_) => (None, Some(ints_arg(b, "input_bytes")?)),
-            },
-            _ => (None, None),
+        // None, one count for every task (passed as one number: the core checks `n` before
+        // it allocates anything), or one per task.
+        let each = match input_bytes {
+            Some(b) if !b.is_none() && b.extract::<i64>().is_err() => {
+                Some(ints_arg(b, "input_bytes")?)
+            }
+            _ => None,
         };
-        let bytes = match (&one, &each) {
-            (Some(v), _) => Some(&v[..]),
-            (None, Some(a)) => Some(a.as_slice()?),
-            (None, None) => None,
+        let bytes = match (&each, input_bytes) {
+            (Some(a), _) => InputBytes::Each(a.as_slice()?),
+            (None, Some(b)) if !b.is_none() => InputBytes::One(int_arg(b, "input_bytes", None)?),
+            _ => InputBytes::Unknown,
         };
         let first = py.detach(|| self.lock().add_tasks(stage, n, bytes, speculatable))?;
         Ok(ids(py, first, n as usize))
