@@ -51,6 +51,7 @@ late = st.builds(
     slow_node_quantile=st.sampled_from([0.25, 0.5, 1.0]),
     min_runtime=st.sampled_from([0.0, 0.5, 2.0]),
     require_benefit=st.booleans(),
+    min_speculative=st.sampled_from([0, 1, 2]),
 )
 policies = st.one_of(st.none(), spark, flink, smallpond, late)
 

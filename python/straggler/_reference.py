@@ -109,8 +109,8 @@ LATE (``kind == "late"``):
   linear percentile 50); with no success in the stage no estimate exists and the candidate
   is kept. threshold column = that median (nan if no success). elapsed column = elapsed.
 - Order: time_left descending, ties by task id ascending (across all stages).
-- Cap (slots not None): keep the first max(0, floor(speculative_cap * slots) -
-  running speculative attempts) candidates; running speculative attempts are counted over
+- Cap (slots not None): keep the first max(0, cap - running speculative attempts)
+  candidates, cap = max(min_speculative, floor(speculative_cap * slots)); running speculative attempts are counted over
   the whole detector (any running attempt flagged speculative). ``slots=None``: no cap.
 - ``slow_nodes(now)``: over the running attempts of not-done tasks, each node's mean rate;
   q = numpy linear quantile at slow_node_quantile of those per-node means; the nodes whose
@@ -743,5 +743,6 @@ class ReferenceDetector:
         rows = [row for _, row in ranked]
         if slots is not None:
             speculative_running = sum(1 for a in self._attempts if a.running and a.speculative)
-            rows = rows[: max(0, math.floor(policy.speculative_cap * slots) - speculative_running)]
+            cap = max(policy.min_speculative, math.floor(policy.speculative_cap * slots))
+            rows = rows[: max(0, cap - speculative_running)]
         return CheckResult(rows)

@@ -195,3 +195,16 @@ fn a_huge_n_is_refused_before_anything_is_allocated() {
     }
     assert_eq!(det.add_tasks(open, 3, InputBytes::One(7), true), Ok(0));
 }
+
+#[test]
+fn late_cap_is_at_least_min_speculative() {
+    let late = Late::default();
+    // 10 % of 8 slots is none; the floor of one copy keeps LATE acting on small pools.
+    assert_eq!(late.cap(8), 1);
+    assert_eq!(late.cap(40), 4);
+    let bare = Late {
+        min_speculative: 0,
+        ..Late::default()
+    };
+    assert_eq!(bare.cap(8), 0);
+}

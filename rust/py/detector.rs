@@ -114,6 +114,7 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
             slow_node_quantile: field(policy, "slow_node_quantile")?,
             min_runtime: field(policy, "min_runtime")?,
             require_benefit: field(policy, "require_benefit")?,
+            min_speculative: field(policy, "min_speculative")?,
         })),
         other => Err(Error::value("policy", format!("of kind {other:?} is not supported")).into()),
     }
