@@ -239,3 +239,48 @@ def test_add_tasks_refuses_a_huge_n_before_allocating():
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "ok"
+
+
+def finished_stage(det, n=2):
+    stage = det.add_stage(num_tasks=n)
+    tasks = det.add_tasks(stage, n)
+    det.finish_many(det.start_many(tasks, 0.0), 1.0)
+    return stage, tasks
+
+
+def test_remove_stage_releases_its_statistics():
+    det = sg.Detector(sg.SparkPolicy())
+    stages = [finished_stage(det)[0] for _ in range(100)]
+    before = det.memory_bytes()["stages"]
+    for stage in stages:
+        det.remove_stage(stage)
+    after = det.memory_bytes()["stages"]
+    assert (before - after) / 100 > 500  # every removed stage gave back its sketches
+    assert after / 100 < 32
+
+
+def test_removed_stage_and_its_tasks_are_unknown_ids():
+    det = sg.Detector(sg.SparkPolicy())
+    stage, tasks = finished_stage(det)
+    det.remove_stage(stage)
+    for call in (lambda: det.remove_stage(stage), lambda: det.stage_stats(stage),
+                 lambda: det.add_task(stage), lambda: det.task_done(int(tasks[0])),
+                 lambda: det.running(int(tasks[1])), lambda: det.start(int(tasks[0]), 2.0)):
+        with pytest.raises(KeyError):
+            call()
+    det.heartbeat(0, 5.0, progress=1.0)  # an ended attempt's late heartbeat is still ignored
+    assert det.add_stage() == stage + 1  # ids are never reused
+
+
+def test_remove_stage_refuses_a_stage_with_running_attempts_and_changes_nothing():
+    det = sg.Detector(sg.SparkPolicy(quantile=0.5))
+    stage = det.add_stage(num_tasks=2)
+    tasks = det.add_tasks(stage, 2)
+    first, second = det.start_many(tasks, 0.0).tolist()
+    det.finish(first, 1.0)
+    with pytest.raises(ValueError, match=rf"stage {stage}\b.*1 running"):
+        det.remove_stage(stage)
+    assert det.stage_stats(stage)["running"] == 1
+    assert det.check(10.0).task.tolist() == [int(tasks[1])]
+    det.finish(second, 11.0)
+    det.remove_stage(stage)

@@ -117,6 +117,14 @@ LATE (``kind == "late"``):
   mean < q (strict), ascending. Empty for any policy other than LATE. ``now`` is validated
   only (rates use heartbeat times).
 
+remove_stage(stage)
+-------------------
+Forgets a stage: afterwards the stage id and its tasks' ids are unknown (``KeyError``) and
+``check`` and ``slow_nodes`` never look at it; other ids are unchanged. Its attempts have all
+ended and stay ended attempts (a heartbeat is ignored, ``finish`` is a ``ValueError``). A stage
+with running attempts is a ``ValueError`` naming it and stays as it was; a removed or unknown
+stage is a ``KeyError``.
+
 Queries
 -------
 ``task_done(task)``, ``running(task)`` (running attempts), ``stage_stats(stage)`` → dict with
@@ -296,7 +304,7 @@ class ReferenceDetector:
         ):
             raise TypeError(f"policy must be a policy object or None, got {policy!r}")
         self.policy = policy
-        self._stages: list[_Stage] = []
+        self._stages: list[Optional[_Stage]] = []  # None: removed
         self._tasks: list[_Task] = []
         self._attempts: list[_Attempt] = []
 
@@ -304,15 +312,19 @@ class ReferenceDetector:
 
     def _stage(self, stage: object) -> _Stage:
         index = _int("stage", stage)
-        if not 0 <= index < len(self._stages):
+        target = self._stages[index] if 0 <= index < len(self._stages) else None
+        if target is None:
             raise KeyError(f"unknown stage {stage!r}")
-        return self._stages[index]
+        return target
 
     def _task(self, task: object) -> _Task:
         index = _int("task", task)
-        if not 0 <= index < len(self._tasks):
+        if not 0 <= index < len(self._tasks) or self._stages[self._tasks[index].stage] is None:
             raise KeyError(f"unknown task {task!r}")
         return self._tasks[index]
+
+    def _live_stages(self) -> list[tuple[int, _Stage]]:
+        return [(index, stage) for index, stage in enumerate(self._stages) if stage is not None]
 
     def _attempt(self, attempt: object) -> _Attempt:
         index = _int("attempt", attempt)
@@ -511,6 +523,13 @@ class ReferenceDetector:
         won = [self.finish(a, t, ok=bool(f), records=c) for a, t, f, c in zip(ids, times, oks, counts)]
         return np.array(won, dtype=bool)
 
+    def remove_stage(self, stage: int) -> None:
+        target = self._stage(stage)
+        running = sum(self._running_count(self._tasks[t]) for t in target.tasks)
+        if running:
+            raise ValueError(f"stage {stage!r} has {running} running attempts; end them first")
+        self._stages[int(stage)] = None
+
     # --- queries ---
 
     def task_done(self, task: int) -> bool:
@@ -553,7 +572,7 @@ class ReferenceDetector:
         if not isinstance(self.policy, LatePolicy):
             return np.array([], dtype=np.int64)
         rates_by_node: dict[int, list[float]] = {}
-        for stage in self._stages:
+        for _, stage in self._live_stages():
             for a in self._live_attempts(stage):
                 attempt = self._attempts[a]
                 rates_by_node.setdefault(attempt.node, []).append(self._rate(attempt))
@@ -580,7 +599,7 @@ class ReferenceDetector:
         if isinstance(policy, LatePolicy):
             return self._check_late(policy, time, slots)
         rows: list[tuple[int, int, int, int, float, float]] = []
-        for index, stage in enumerate(self._stages):
+        for index, stage in self._live_stages():
             if stage.num_tasks == 0:
                 continue
             if isinstance(policy, SparkPolicy):
@@ -715,7 +734,7 @@ class ReferenceDetector:
 
     def _check_late(self, policy: LatePolicy, now: float, slots: Optional[int]) -> CheckResult:
         ranked: list[tuple[float, tuple[int, int, int, int, float, float]]] = []
-        for index, stage in enumerate(self._stages):
+        for index, stage in self._live_stages():
             live = self._live_attempts(stage)
             if not live:
                 continue

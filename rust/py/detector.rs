@@ -468,6 +468,15 @@ impl PyDetector {
         Ok(py.detach(|| self.lock().running(task))?)
     }
 
+    /// Forgets a stage the scheduler is done with and releases its statistics; `check` then
+    /// costs nothing for it. The stage and its tasks are unknown ids afterwards (KeyError);
+    /// its ended attempts stay ended (a late heartbeat is ignored). A stage with running
+    /// attempts is a ValueError naming it, and stays as it was.
+    fn remove_stage(&self, py: Python<'_>, stage: &Bound<'_, PyAny>) -> PyResult<()> {
+        let stage = int_arg(stage, "stage", Some("stage"))?;
+        Ok(py.detach(|| self.lock().remove_stage(stage))?)
+    }
+
     /// A dict: name, num_tasks (declared, or None), tasks, successes, running, p50, p95, p99
     /// (linear percentiles of the successful durations; nan while none).
     fn stage_stats<'py>(

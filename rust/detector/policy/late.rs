@@ -62,7 +62,7 @@ impl Late {
         let mut offsets = vec![0usize; stages + 1];
         for slot in 0..live.len() {
             if Self::counts(view, slot) {
-                offsets[live.stage[slot] as usize + 1] += 1;
+                offsets[view.at(live.stage[slot]) + 1] += 1;
             }
         }
         for s in 0..stages {
@@ -72,7 +72,7 @@ impl Late {
         let mut rates = vec![0.0; offsets[stages]];
         for slot in 0..live.len() {
             if Self::counts(view, slot) {
-                let s = live.stage[slot] as usize;
+                let s = view.at(live.stage[slot]);
                 rates[next[s]] = live.beat[slot].progress_rate;
                 next[s] += 1;
             }
@@ -103,7 +103,7 @@ impl Late {
         // Urgency is the estimated time left.
         let mut picks: Vec<Pick> = Vec::new();
         for slot in 0..live.len() {
-            let s = live.stage[slot] as usize;
+            let s = view.at(live.stage[slot]);
             let beat = &live.beat[slot];
             let elapsed = ctx.now - live.start[slot];
             // An empty stage's cut is NaN, and nothing is below it.
