@@ -14,6 +14,8 @@
 //! mapping's key range, sorted exact values, no trailing bytes): bad input is an
 //! `Error::Value` naming `data`, never a panic or a huge allocation.
 
+use std::cmp::Ordering;
+
 use super::store::Store;
 use super::QuantileSketch;
 use crate::error::{Error, Result};
@@ -201,8 +203,9 @@ fn check_sum(count: u64, sum: f64, min: f64, max: f64) -> Result<()> {
         // A sum of values of one sign keeps that sign, whatever the rounding.
         (min < 0.0 || sum >= 0.0)
             && (max > 0.0 || sum <= 0.0)
-            && !(sum < n * min - slack)
-            && !(sum > n * max + slack)
+            // A bound that is NaN (inf - inf for huge counts) holds: nothing is known.
+            && sum.partial_cmp(&(n * min - slack)) != Some(Ordering::Less)
+            && sum.partial_cmp(&(n * max + slack)) != Some(Ordering::Greater)
     };
     if exact && (count > 1 || sum.is_finite()) && bound {
         Ok(())
