@@ -218,3 +218,55 @@ def test_memory_per_live_attempt_and_per_stage():
           f"stage statistics: {per_stage:.0f} bytes per stage of {DONE_PER_STAGE} successes")
     assert per_attempt <= 64
     assert per_stage < 64 * 1024
+
+
+# --- check after many stages ---------------------------------------------------------------
+# `check` must cost in proportion to the stages with running attempts, not to every stage ever
+# added: 100,000 finished stages (two tasks each, both done) and one live stage with one
+# running attempt, against the same live stage alone. A ratio near 1 is the target.
+
+MANY_STAGES = 100_000
+
+
+def _after_stages(name: str, finished: int, remove: bool = False):
+    det = sg.Detector(POLICIES[name])
+    for _ in range(finished):
+        stage = det.add_stage(num_tasks=2)
+        attempts = det.start_many(det.add_tasks(stage, 2), 0.0)
+        det.finish_many(attempts, [1.0, 1.25])
+        if remove:
+            det.remove_stage(stage)
+    stage = det.add_stage(num_tasks=2)
+    tasks = det.add_tasks(stage, 2)
+    first, running = det.start_many(tasks, 0.0).tolist()
+    det.finish(first, 1.0)
+    det.heartbeat(running, 50.0, progress=0.01)
+    return det
+
+
+_MANY: dict = {}
+
+
+@pytest.mark.parametrize("finished", [0, MANY_STAGES])
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_check_after_many_stages(benchmark, name, finished):
+    key = (name, finished)
+    if key not in _MANY:
+        _MANY[key] = _after_stages(name, finished)
+    det = _MANY[key]
+    benchmark.group = f"check-after-{MANY_STAGES}-stages-{name}"
+    out = benchmark(det.check, NOW, slots=8)
+    # The finished stages change nothing in the answer: the same as with the live stage alone.
+    alone = _after_stages(name, 0).check(NOW, slots=8)
+    assert out.task.tolist() == (alone.task + 2 * finished).tolist()
+
+
+def test_memory_released_by_remove_stage():
+    """Bytes a finished stage holds, and what is left of it once removed (printed, bounded)."""
+    kept = _after_stages("spark", MANY_STAGES).memory_bytes()
+    removed = _after_stages("spark", MANY_STAGES, remove=True).memory_bytes()
+    per_kept = kept["stages"] / MANY_STAGES
+    per_removed = removed["stages"] / MANY_STAGES
+    print(f"\nstage statistics: {per_kept:.0f} bytes per finished stage kept, "
+          f"{per_removed:.1f} bytes per removed stage")
+    assert per_removed < 32 < per_kept

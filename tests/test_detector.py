@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -195,3 +197,90 @@ def test_finish_many_rejects_a_repeated_attempt_and_changes_nothing():
         det.finish_many([a[0], a[1], a[0]], 1.0)
     assert det.num_running == 2
     assert det.finish_many(a, 1.0).tolist() == [True, True]
+
+
+# Run in a child with its address space capped at 1 GiB: before the bound on `n`, these calls
+# allocated per-task tables first and aborted the interpreter (an abort here is a failure of
+# the child, not of the test run).
+HUGE_ADD_TASKS = r"""
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import straggler as sg
+
+det = sg.Detector(sg.SparkPolicy())
+declared = det.add_stage(num_tasks=10)
+open_ended = det.add_stage()
+cases = [
+    (declared, 2**32 - 2, 7),
+    (declared, 10**9, None),
+    (declared, 11, [1] * 3),
+    (open_ended, 10**9, None),
+    (open_ended, 10**9, 7),
+    (open_ended, 2**32 - 2, None),
+]
+for stage, n, input_bytes in cases:
+    began = time.perf_counter()
+    try:
+        det.add_tasks(stage, n, input_bytes=input_bytes)
+    except ValueError as e:
+        assert f"n={n}" in str(e), str(e)
+    else:
+        sys.exit(f"add_tasks({stage}, {n}) was accepted")
+    assert time.perf_counter() - began < 1.0, (n, time.perf_counter() - began)
+    assert det.num_tasks == 0
+assert det.add_tasks(declared, 10, input_bytes=7).tolist() == list(range(10))
+assert det.add_tasks(open_ended, 1000).shape == (1000,)
+print("ok")
+"""
+
+
+def test_add_tasks_refuses_a_huge_n_before_allocating():
+    run = subprocess.run([sys.executable, "-c", HUGE_ADD_TASKS], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "ok"
+
+
+def finished_stage(det, n=2):
+    stage = det.add_stage(num_tasks=n)
+    tasks = det.add_tasks(stage, n)
+    det.finish_many(det.start_many(tasks, 0.0), 1.0)
+    return stage, tasks
+
+
+def test_remove_stage_releases_its_statistics():
+    det = sg.Detector(sg.SparkPolicy())
+    stages = [finished_stage(det)[0] for _ in range(100)]
+    before = det.memory_bytes()["stages"]
+    for stage in stages:
+        det.remove_stage(stage)
+    after = det.memory_bytes()["stages"]
+    assert (before - after) / 100 > 500  # every removed stage gave back its sketches
+    assert after / 100 < 32
+
+
+def test_removed_stage_and_its_tasks_are_unknown_ids():
+    det = sg.Detector(sg.SparkPolicy())
+    stage, tasks = finished_stage(det)
+    det.remove_stage(stage)
+    for call in (lambda: det.remove_stage(stage), lambda: det.stage_stats(stage),
+                 lambda: det.add_task(stage), lambda: det.task_done(int(tasks[0])),
+                 lambda: det.running(int(tasks[1])), lambda: det.start(int(tasks[0]), 2.0)):
+        with pytest.raises(KeyError):
+            call()
+    det.heartbeat(0, 5.0, progress=1.0)  # an ended attempt's late heartbeat is still ignored
+    assert det.add_stage() == stage + 1  # ids are never reused
+
+
+def test_remove_stage_refuses_a_stage_with_running_attempts_and_changes_nothing():
+    det = sg.Detector(sg.SparkPolicy(quantile=0.5))
+    stage = det.add_stage(num_tasks=2)
+    tasks = det.add_tasks(stage, 2)
+    first, second = det.start_many(tasks, 0.0).tolist()
+    det.finish(first, 1.0)
+    with pytest.raises(ValueError, match=rf"stage {stage}\b.*1 running"):
+        det.remove_stage(stage)
+    assert det.stage_stats(stage)["running"] == 1
+    assert det.check(10.0).task.tolist() == [int(tasks[1])]
+    det.finish(second, 11.0)
+    det.remove_stage(stage)

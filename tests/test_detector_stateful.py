@@ -51,6 +51,7 @@ late = st.builds(
     slow_node_quantile=st.sampled_from([0.25, 0.5, 1.0]),
     min_runtime=st.sampled_from([0.0, 0.5, 2.0]),
     require_benefit=st.booleans(),
+    min_speculative=st.sampled_from([0, 1, 2]),
 )
 policies = st.one_of(st.none(), spark, flink, smallpond, late)
 
@@ -196,6 +197,12 @@ class DetectorsAgree(RuleBasedStateMachine):
         records = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([0.0, 50.0]), min_size=rows, max_size=rows)))
         self.both("finish_many", attempts, self.now, ok=ok, records=records)
 
+    @precondition(lambda self: self.stages > 0)
+    @rule(data=st.data())
+    def remove_stage(self, data):
+        # Refused while the stage runs attempts; a removed or unknown stage is a KeyError.
+        self.both("remove_stage", data.draw(st.integers(0, self.stages)))
+
     @rule(ahead=steps, pending=st.integers(0, 6), slots=st.sampled_from([None, 0, 1, 4, 10]))
     def check(self, ahead, pending, slots):
         self.compare_checks(self.now + ahead, pending, slots)
@@ -211,10 +218,10 @@ class DetectorsAgree(RuleBasedStateMachine):
         if not hasattr(self, "ref"):
             return
         for stage in range(self.stages):
-            assert same(self.ref.stage_stats(stage), self.rust.stage_stats(stage))
+            self.both("stage_stats", stage)
         for task in range(self.tasks):
-            assert self.ref.running(task) == self.rust.running(task)
-            assert self.ref.task_done(task) == self.rust.task_done(task)
+            self.both("running", task)
+            self.both("task_done", task)
 
 
 DetectorsAgree.TestCase.settings = settings(

@@ -63,6 +63,25 @@ def test_late_copies_the_attempt_whose_progress_rate_lags_its_stage():
     assert (stats.speculative, stats.speculative_wins, stats.failures) == (1, 1, 0)
 
 
+def first_four_twenty_times_slower(i: int) -> int:
+    """50 ms of work with progress heartbeats; the first attempts of tasks 0-3 take 1 s."""
+    seconds = 0.05 * (20 if i < 4 and sg.current_attempt().attempt == 0 else 1)
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        sg.heartbeat(progress=min(1.0, elapsed / seconds))
+        time.sleep(0.005)
+    return i
+
+
+def test_late_with_its_default_cap_copies_on_eight_threads():
+    # floor(0.1 x 8 slots) = 0; min_speculative=1 keeps one copy allowed at a time.
+    policy = sg.LatePolicy(min_runtime=0.05, interval=0.01)
+    with sg.SpeculativeExecutor(max_workers=8, policy=policy) as ex:
+        assert list(ex.map(first_four_twenty_times_slower, range(32))) == list(range(32))
+    stats = ex.stats()
+    assert stats.speculative >= 1 and stats.speculative_wins >= 1 and stats.failures == 0
+
+
 def test_flink_tops_up_to_max_concurrent_executions_at_once():
     policy = sg.FlinkPolicy(baseline_lower_bound=0.05, max_concurrent_executions=3, interval=0.01)
     with sg.SpeculativeExecutor(max_workers=4, policy=policy) as ex:

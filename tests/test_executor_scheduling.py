@@ -47,6 +47,7 @@ class Smallpond:
 class Late:
     kind: ClassVar[str] = "late"
     speculative_cap: float = 0.1
+    min_speculative: int = 1
 
 
 def situation(**kw):
@@ -100,8 +101,9 @@ def test_late_keeps_running_copies_within_the_cap():
 
 
 def test_late_cap_rounds_down_like_the_detectors():
-    # floor(0.1 x 4) = 0: a pool of 4 gets no LATE copy at the default cap.
-    assert plan_copies(answer(1, 2), policy=Late(), situation=situation(slots=4)).copies == ()
+    # floor(0.1 x 4) = 0: with min_speculative=0 (the paper's bare cap) a pool of 4 gets no copy.
+    plan = plan_copies(answer(1, 2), policy=Late(min_speculative=0), situation=situation(slots=4))
+    assert plan.copies == ()
 
 
 def test_copy_never_goes_to_a_node_the_task_ran_on():
@@ -141,3 +143,11 @@ def test_node_blocklist_expires_and_extends():
 @pytest.mark.parametrize("policy", [Spark(), Flink(), Smallpond(), Late()])
 def test_an_empty_answer_plans_nothing(policy):
     assert plan_copies(Answer(), policy=policy, situation=situation()).copies == ()
+
+
+def test_late_starts_one_copy_on_fewer_than_ten_slots():
+    # floor(0.1 x 8) = 0; the cap is max(min_speculative=1, 0) = 1.
+    plan = plan_copies(answer(1, 2), policy=Late(), situation=situation(free_slots=2, slots=8))
+    assert [c.task for c in plan.copies] == [1]
+    running = situation(free_slots=2, slots=8, speculative_running=1)
+    assert plan_copies(answer(1, 2), policy=Late(), situation=running).copies == ()

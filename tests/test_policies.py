@@ -68,6 +68,7 @@ def test_flink_smallpond_late_defaults() -> None:
     late = LatePolicy()
     assert (late.slow_task_quantile, late.speculative_cap, late.slow_node_quantile) == (0.25, 0.1, 0.25)
     assert (late.min_runtime, late.require_benefit, late.interval) == (60.0, True, 1.0)
+    assert late.min_speculative == 1
     assert (FlinkPolicy.kind, SmallpondPolicy.kind, LatePolicy.kind) == ("flink", "smallpond", "late")
 
 
@@ -83,7 +84,7 @@ def test_exact_keyword_order_of_each_policy() -> None:
         "min_samples", "probe_timeout", "aggressive", "max_retry_count", "interval"]
     assert [f.name for f in dataclasses.fields(LatePolicy)] == [
         "slow_task_quantile", "speculative_cap", "slow_node_quantile", "min_runtime",
-        "require_benefit", "interval"]
+        "require_benefit", "interval", "min_speculative"]
 
 
 def test_policies_are_exported_from_the_package() -> None:
@@ -155,6 +156,9 @@ BAD_VALUES = [
     (LatePolicy, "min_runtime", None, TypeError),
     (LatePolicy, "require_benefit", "yes", TypeError),
     (LatePolicy, "interval", math.inf, ValueError),
+    (LatePolicy, "min_speculative", -1, ValueError),
+    (LatePolicy, "min_speculative", 1.5, TypeError),
+    (LatePolicy, "min_speculative", True, TypeError),
 ]
 
 

@@ -575,7 +575,7 @@ def test_late_require_benefit_compares_with_the_stage_median(detector_cls):
 
 def test_late_cap_counts_running_speculative_attempts(detector_cls):
     det = detector_cls(LatePolicy(slow_task_quantile=0.75, speculative_cap=0.2, min_runtime=0.0,
-                                  require_benefit=False))
+                                  require_benefit=False, min_speculative=0))
     tasks, _ = late_stage(det, [0.1, 0.2, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9])
     assert len(det.check(10.0)) == 3
     assert len(det.check(10.0, slots=10)) == 2  # floor(0.2 x 10)
@@ -583,6 +583,40 @@ def test_late_cap_counts_running_speculative_attempts(detector_cls):
     assert len(det.check(10.0, slots=4)) == 0
     det.start(tasks[0], 10.0)  # one speculative attempt now runs
     assert tasks_of(det.check(10.0, slots=10)) == [tasks[1]]
+
+
+def late_job_on_eight_slots(det):
+    """32 tasks on 8 slots: 8 first attempts run, 4 of them 20x slower than the others."""
+    stage = det.add_stage(num_tasks=32)
+    tasks = det.add_tasks(stage, 32).tolist()
+    attempts = det.start_many(tasks[:8], 0.0, nodes=list(range(8))).tolist()
+    det.heartbeat_many(attempts, 100.0, progress=[0.025] * 4 + [0.5] * 4)
+    return tasks
+
+
+@pytest.mark.parametrize(("min_speculative", "copies"), [(1, 1), (2, 2), (0, 0)])
+def test_late_cap_never_drops_below_min_speculative(detector_cls, min_speculative, copies):
+    # floor(0.1 x 8 slots) = 0: only min_speculative lets LATE act on a pool this small.
+    det = detector_cls(LatePolicy(slow_task_quantile=0.5, min_runtime=60.0,
+                                  min_speculative=min_speculative))
+    tasks = late_job_on_eight_slots(det)
+    result = det.check(100.0, pending=24, slots=8)
+    assert len(result) == copies
+    assert set(tasks_of(result)) <= set(tasks[:4])
+
+
+def test_late_default_copies_on_eight_slots_as_the_reference_does():
+    import straggler as sg
+    from straggler._reference import ReferenceDetector
+
+    answers = []
+    for cls in (ReferenceDetector, sg.Detector):
+        det = cls(LatePolicy(slow_task_quantile=0.5))
+        late_job_on_eight_slots(det)
+        result = det.check(100.0, pending=24, slots=8)
+        answers.append([getattr(result, c).tolist() for c in ("task", "attempt", "elapsed")])
+    assert answers[0] == answers[1]
+    assert len(answers[0][0]) == 1  # time left ties: the lowest task id, 0
 
 
 def test_late_slow_nodes(detector_cls):

@@ -27,6 +27,7 @@ count that is not an int (bools included) → ``TypeError``. Bad values → ``Va
 the argument and showing the value:
 - ``now`` NaN or infinite;
 - ``add_stage(num_tasks)`` < 1; adding more tasks than the stage's declared ``num_tasks``;
+  ``add_tasks(n)`` with n < 0 or n > 2**26 (checked before anything is allocated);
 - ``input_bytes`` other than None, -1 (both: unknown) or an int >= 0; ``add_tasks`` takes
   None (all unknown), one int for all rows, or an int array of length ``n``;
 - ``node`` < 0; starting an attempt of a task that already succeeded;
@@ -108,13 +109,21 @@ LATE (``kind == "late"``):
   linear percentile 50); with no success in the stage no estimate exists and the candidate
   is kept. threshold column = that median (nan if no success). elapsed column = elapsed.
 - Order: time_left descending, ties by task id ascending (across all stages).
-- Cap (slots not None): keep the first max(0, floor(speculative_cap * slots) -
-  running speculative attempts) candidates; running speculative attempts are counted over
+- Cap (slots not None): keep the first max(0, cap - running speculative attempts)
+  candidates, cap = max(min_speculative, floor(speculative_cap * slots)); running speculative attempts are counted over
   the whole detector (any running attempt flagged speculative). ``slots=None``: no cap.
 - ``slow_nodes(now)``: over the running attempts of not-done tasks, each node's mean rate;
   q = numpy linear quantile at slow_node_quantile of those per-node means; the nodes whose
   mean < q (strict), ascending. Empty for any policy other than LATE. ``now`` is validated
   only (rates use heartbeat times).
+
+remove_stage(stage)
+-------------------
+Forgets a stage: afterwards the stage id and its tasks' ids are unknown (``KeyError``) and
+``check`` and ``slow_nodes`` never look at it; other ids are unchanged. Its attempts have all
+ended and stay ended attempts (a heartbeat is ignored, ``finish`` is a ``ValueError``). A stage
+with running attempts is a ``ValueError`` naming it and stays as it was; a removed or unknown
+stage is a ``KeyError``.
 
 Queries
 -------
@@ -135,6 +144,7 @@ import numpy as np
 from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
 
 JAVA_DOUBLE_MIN = 5e-324  # Java's Double.MIN_VALUE, the smallest positive double
+MAX_TASKS_PER_CALL = 1 << 26  # the most tasks one add_tasks call may add
 
 
 class CheckResult:
@@ -294,7 +304,7 @@ class ReferenceDetector:
         ):
             raise TypeError(f"policy must be a policy object or None, got {policy!r}")
         self.policy = policy
-        self._stages: list[_Stage] = []
+        self._stages: list[Optional[_Stage]] = []  # None: removed
         self._tasks: list[_Task] = []
         self._attempts: list[_Attempt] = []
 
@@ -302,15 +312,19 @@ class ReferenceDetector:
 
     def _stage(self, stage: object) -> _Stage:
         index = _int("stage", stage)
-        if not 0 <= index < len(self._stages):
+        target = self._stages[index] if 0 <= index < len(self._stages) else None
+        if target is None:
             raise KeyError(f"unknown stage {stage!r}")
-        return self._stages[index]
+        return target
 
     def _task(self, task: object) -> _Task:
         index = _int("task", task)
-        if not 0 <= index < len(self._tasks):
+        if not 0 <= index < len(self._tasks) or self._stages[self._tasks[index].stage] is None:
             raise KeyError(f"unknown task {task!r}")
         return self._tasks[index]
+
+    def _live_stages(self) -> list[tuple[int, _Stage]]:
+        return [(index, stage) for index, stage in enumerate(self._stages) if stage is not None]
 
     def _attempt(self, attempt: object) -> _Attempt:
         index = _int("attempt", attempt)
@@ -363,7 +377,9 @@ class ReferenceDetector:
         target = self._stage(stage)
         count = _int("n", n)
         if count < 0:
-            raise ValueError(f"n must be >= 0, got {n!r}")
+            raise ValueError(f"n must be >= 0, got n={n!r}")
+        if count > MAX_TASKS_PER_CALL:
+            raise ValueError(f"n={n!r} is more tasks than one call may add ({MAX_TASKS_PER_CALL})")
         if input_bytes is None or np.ndim(input_bytes) == 0:
             sizes = [self._input_bytes(input_bytes)] * count
         else:
@@ -507,6 +523,13 @@ class ReferenceDetector:
         won = [self.finish(a, t, ok=bool(f), records=c) for a, t, f, c in zip(ids, times, oks, counts)]
         return np.array(won, dtype=bool)
 
+    def remove_stage(self, stage: int) -> None:
+        target = self._stage(stage)
+        running = sum(self._running_count(self._tasks[t]) for t in target.tasks)
+        if running:
+            raise ValueError(f"stage {stage!r} has {running} running attempts; end them first")
+        self._stages[int(stage)] = None
+
     # --- queries ---
 
     def task_done(self, task: int) -> bool:
@@ -549,7 +572,7 @@ class ReferenceDetector:
         if not isinstance(self.policy, LatePolicy):
             return np.array([], dtype=np.int64)
         rates_by_node: dict[int, list[float]] = {}
-        for stage in self._stages:
+        for _, stage in self._live_stages():
             for a in self._live_attempts(stage):
                 attempt = self._attempts[a]
                 rates_by_node.setdefault(attempt.node, []).append(self._rate(attempt))
@@ -576,7 +599,7 @@ class ReferenceDetector:
         if isinstance(policy, LatePolicy):
             return self._check_late(policy, time, slots)
         rows: list[tuple[int, int, int, int, float, float]] = []
-        for index, stage in enumerate(self._stages):
+        for index, stage in self._live_stages():
             if stage.num_tasks == 0:
                 continue
             if isinstance(policy, SparkPolicy):
@@ -711,7 +734,7 @@ class ReferenceDetector:
 
     def _check_late(self, policy: LatePolicy, now: float, slots: Optional[int]) -> CheckResult:
         ranked: list[tuple[float, tuple[int, int, int, int, float, float]]] = []
-        for index, stage in enumerate(self._stages):
+        for index, stage in self._live_stages():
             live = self._live_attempts(stage)
             if not live:
                 continue
@@ -739,5 +762,6 @@ class ReferenceDetector:
         rows = [row for _, row in ranked]
         if slots is not None:
             speculative_running = sum(1 for a in self._attempts if a.running and a.speculative)
-            rows = rows[: max(0, math.floor(policy.speculative_cap * slots) - speculative_running)]
+            cap = max(policy.min_speculative, math.floor(policy.speculative_cap * slots))
+            rows = rows[: max(0, cap - speculative_running)]
         return CheckResult(rows)

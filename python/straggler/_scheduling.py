@@ -112,6 +112,11 @@ def _column(check: Any, name: str) -> Sequence[Any]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
+def late_cap(policy: Any, slots: int) -> int:
+    """LATE's cap on copies running at once: ``max(min_speculative, floor(cap x slots))``."""
+    return max(policy.min_speculative, math.floor(policy.speculative_cap * slots))
+
+
 def plan_copies(check: Any, *, policy: Any, situation: Situation) -> Plan:
     """The copies to start now, given the Detector's ``check`` answer (most urgent first).
 
@@ -155,9 +160,9 @@ def plan_copies(check: Any, *, policy: Any, situation: Situation) -> Plan:
         for _ in range(max(wanted, 0)):
             if budget <= 0:
                 break
-            # LATE: at most floor(speculative_cap x slots) copies run at once, the cap the
-            # Detector's check already applied (so the two never disagree).
-            if kind == "late" and spec_running >= math.floor(policy.speculative_cap * s.slots):
+            # LATE: at most max(min_speculative, floor(speculative_cap x slots)) copies run at
+            # once, the cap the Detector's check already applied (so the two never disagree).
+            if kind == "late" and spec_running >= late_cap(policy, s.slots):
                 break
             avoid = set(s.task_nodes.get(task, ())) | placed.get(task, set()) | avoid_slow
             node = choose_node(free_nodes, avoid=avoid, blocked=blocked)

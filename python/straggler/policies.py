@@ -402,7 +402,17 @@ class LatePolicy:
     """LATE (Zaharia et al., OSDI 2008), as in Hadoop's speculator.
 
     Ranges: the three fractions (slow_task_quantile, speculative_cap, slow_node_quantile) in
-    [0, 1]; min_runtime >= 0; interval > 0.
+    [0, 1]; min_runtime >= 0; interval > 0; min_speculative an int >= 0.
+
+    Cap on copies: at most ``max(min_speculative, floor(speculative_cap * slots))`` copies run
+    at once. LATE's paper caps them at 10 % of the slots; taken alone, that cap is 0 on any
+    pool of fewer than ten slots and LATE would never act, so ``min_speculative`` (default 1)
+    keeps one copy allowed (0 gives the paper's bare cap). Hadoop's ``DefaultSpeculator``,
+    LATE's descendant in MapReduce, allows more: ``max(minimumAllowedSpeculativeTasks,
+    proportionTotalTasksSpeculatable * tasks, proportionRunningTasksSpeculatable *
+    running tasks)``, with ``MRJobConfig``'s defaults 10, 0.01 and 0.1, i.e.
+    max(10, 1 % of all tasks, 10 % of running tasks) (``maybeScheduleASpeculation`` in
+    hadoop-mapreduce-client-app ``speculate/DefaultSpeculator.java``).
     """
 
     kind: ClassVar[str] = "late"
@@ -413,6 +423,7 @@ class LatePolicy:
     min_runtime: float = 60.0
     require_benefit: bool = True
     interval: float = 1.0
+    min_speculative: int = 1
 
     def __post_init__(self) -> None:
         _store(self, "slow_task_quantile",
@@ -424,3 +435,4 @@ class LatePolicy:
         _store(self, "min_runtime", _real("min_runtime", self.min_runtime, low=0.0))
         _store(self, "require_benefit", _flag("require_benefit", self.require_benefit))
         _store(self, "interval", _real("interval", self.interval, low=0.0, low_open=True))
+        _store(self, "min_speculative", _integer("min_speculative", self.min_speculative, low=0))

@@ -38,6 +38,33 @@ impl Times<'_> {
 /// How many rows ahead a batch asks for the rows it will touch (see `Live::prefetch`).
 const PREFETCH_AHEAD: usize = 16;
 
+/// The most tasks one `add_tasks` call may add (their rows take about 1.5 GiB); a larger
+/// stage is added in parts. It keeps a mistyped `n` from exhausting memory before anything
+/// else can refuse it.
+pub const MAX_TASKS_PER_CALL: i64 = 1 << 26;
+
+/// The input bytes of the tasks one `add_tasks` call adds; -1 is unknown, like Flink's
+/// `NUM_BYTES_UNKNOWN`.
+#[derive(Debug, Clone, Copy)]
+pub enum InputBytes<'a> {
+    Unknown,
+    /// One count for every task (never expanded into a per-task vector).
+    One(i64),
+    /// One count per task.
+    Each(&'a [i64]),
+}
+
+impl InputBytes<'_> {
+    #[inline]
+    fn at(&self, row: usize) -> i64 {
+        match self {
+            InputBytes::Unknown => -1,
+            InputBytes::One(b) => *b,
+            InputBytes::Each(bytes) => bytes[row],
+        }
+    }
+}
+
 fn length_error(arg: &str, got: usize, rows: usize) -> Error {
     Error::value(arg, format!("has {got} rows, expected {rows}"))
 }
@@ -118,10 +145,19 @@ pub struct StageStats {
     pub p99: f64,
 }
 
+/// Marks a stage without running attempts in `Detector::live_index`.
+const NOT_LIVE: u32 = u32::MAX;
+
 #[derive(Debug, Clone)]
 pub struct Detector {
     policy: Policy,
-    stages: Vec<Stage>,
+    /// Every stage ever added, by id; `None` once removed (8 bytes left of it).
+    stages: Vec<Option<Box<Stage>>>,
+    /// The stages that have running attempts: a check looks at these only, so its cost
+    /// follows the live stages, not every stage ever added.
+    live_stages: Vec<u32>,
+    /// Per stage id, its position in `live_stages` (`NOT_LIVE` when it has none running).
+    live_index: Vec<u32>,
     tasks: Tasks,
     live: Live,
     /// Running attempts that started while another attempt of their task ran.
@@ -142,6 +178,8 @@ impl Detector {
         Ok(Detector {
             policy,
             stages: Vec::new(),
+            live_stages: Vec::new(),
+            live_index: Vec::new(),
             tasks: Tasks::default(),
             live: Live::default(),
             speculative_running: 0,
@@ -153,12 +191,72 @@ impl Detector {
         &self.policy
     }
 
+    /// The stage's index, or `KeyError` for an id never handed out or removed.
     fn stage_index(&self, stage: i64) -> Result<usize> {
-        if stage >= 0 && (stage as u64) < self.stages.len() as u64 {
-            Ok(stage as usize)
-        } else {
-            Err(Error::key("stage", stage))
+        match usize::try_from(stage).ok().and_then(|s| self.stages.get(s)) {
+            Some(Some(_)) => Ok(stage as usize),
+            _ => Err(Error::key("stage", stage)),
         }
+    }
+
+    fn stage_mut(&mut self, stage: i64) -> Result<&mut Stage> {
+        let s = self.stage_index(stage)?;
+        self.stages[s]
+            .as_deref_mut()
+            .ok_or_else(|| Error::key("stage", stage))
+    }
+
+    /// The task's index, or `KeyError` for an id never handed out or of a removed stage.
+    fn task_index(&self, task: i64) -> Result<usize> {
+        let t = self.tasks.index(task)?;
+        match self.stages.get(self.tasks.stage[t] as usize) {
+            Some(Some(_)) => Ok(t),
+            _ => Err(Error::key("task", task)),
+        }
+    }
+
+    /// One more running attempt in stage `s` (which exists: its task was validated).
+    fn add_running_to_stage(&mut self, s: usize) {
+        if let Some(stage) = self.stages[s].as_deref_mut() {
+            stage.running += 1;
+            if stage.running == 1 {
+                self.live_index[s] = self.live_stages.len() as u32;
+                self.live_stages.push(s as u32);
+            }
+        }
+    }
+
+    fn remove_running_from_stage(&mut self, s: usize) {
+        if let Some(stage) = self.stages[s].as_deref_mut() {
+            stage.running -= 1;
+            if stage.running == 0 {
+                let at = self.live_index[s] as usize;
+                self.live_stages.swap_remove(at);
+                if let Some(&moved) = self.live_stages.get(at) {
+                    self.live_index[moved as usize] = at as u32;
+                }
+                self.live_index[s] = NOT_LIVE;
+            }
+        }
+    }
+
+    /// Forgets a stage the scheduler is done with, releasing its statistics. Its id, and
+    /// its tasks' ids, are unknown afterwards (`KeyError`); its attempts, all ended, stay
+    /// ended attempts (a late heartbeat is ignored, a second finish is a `ValueError`), since
+    /// recognising them would cost 4 bytes per attempt ever started. A stage with running
+    /// attempts is refused (`ValueError` naming it) and stays as it was: removing it would
+    /// leave those attempts without statistics to be judged by.
+    pub fn remove_stage(&mut self, stage: i64) -> Result<()> {
+        let s = self.stage_index(stage)?;
+        let running = self.stages[s].as_ref().map_or(0, |st| st.running);
+        if running > 0 {
+            return Err(Error::value(
+                "stage",
+                format!("{stage} has {running} running attempts; end them before removing it"),
+            ));
+        }
+        self.stages[s] = None;
+        Ok(())
     }
 
     pub fn add_stage(&mut self, num_tasks: Option<i64>, name: Option<String>) -> Result<u32> {
@@ -176,52 +274,75 @@ impl Detector {
             return Err(Error::value("stage", "ids are exhausted"));
         }
         let id = self.stages.len();
-        self.stages.push(Stage::new(declared, name)?);
+        self.stages
+            .push(Some(Box::new(Stage::new(declared, name)?)));
+        self.live_index.push(NOT_LIVE);
         Ok(id as u32)
     }
 
     pub fn add_task(&mut self, stage: i64, input_bytes: i64, speculatable: bool) -> Result<u32> {
-        let first = self.add_tasks(stage, 1, Some(&[input_bytes]), speculatable)?;
-        Ok(first)
+        self.add_tasks(stage, 1, InputBytes::One(input_bytes), speculatable)
     }
 
     /// Adds `n` tasks to a stage and returns the first id (the ids are consecutive).
-    /// `input_bytes`: one value per task, or `None` for unknown.
+    /// `n` is checked against the stage's room and `MAX_TASKS_PER_CALL` before anything is
+    /// allocated, and the task table grows by a fallible reservation: a huge `n` is a
+    /// `ValueError`, never an aborted process.
     pub fn add_tasks(
         &mut self,
         stage: i64,
         n: i64,
-        input_bytes: Option<&[i64]>,
+        input_bytes: InputBytes<'_>,
         speculatable: bool,
     ) -> Result<u32> {
         let s = self.stage_index(stage)?;
         if n < 0 {
-            return Err(Error::value("n", format!("must be >= 0, got {n}")));
+            return Err(Error::Value(format!("n must be >= 0, got n={n}")));
         }
-        if let Some(bytes) = input_bytes {
+        if n > MAX_TASKS_PER_CALL {
+            return Err(Error::Value(format!(
+                "n={n} is more tasks than one call may add ({MAX_TASKS_PER_CALL}); add them in parts"
+            )));
+        }
+        if let InputBytes::Each(bytes) = input_bytes {
             if bytes.len() as u64 != n as u64 {
-                return Err(length_error("input_bytes", bytes.len(), n as usize));
+                return Err(Error::Value(format!(
+                    "input_bytes has {} rows, expected n={n}",
+                    bytes.len()
+                )));
             }
         }
-        if let Some(bad) = input_bytes.and_then(|b| b.iter().find(|b| **b < -1)) {
+        let bad = match input_bytes {
+            InputBytes::Unknown => None,
+            InputBytes::One(b) => (b < -1).then_some(b),
+            InputBytes::Each(bytes) => bytes.iter().copied().find(|b| *b < -1),
+        };
+        if let Some(bad) = bad {
             return Err(Error::value(
                 "input_bytes",
                 format!("must be >= 0, or -1 for unknown, got {bad}"),
             ));
         }
-        self.stages[s].check_room(s, n as u64)?;
+        self.stage_mut(stage)?.check_room(s, n as u64)?;
         if self.tasks.len() as u64 + n as u64 >= u32::MAX as u64 {
-            return Err(Error::value(
-                "n",
-                format!("{n} more tasks exhaust the task ids"),
-            ));
+            return Err(Error::Value(format!(
+                "n={n}: that many more tasks exhaust the task ids ({} added)",
+                self.tasks.len()
+            )));
         }
+        self.tasks.try_reserve(n as usize).map_err(|_| {
+            Error::Value(format!(
+                "n={n}: the task table cannot grow by that many rows"
+            ))
+        })?;
         let first = self.tasks.len() as u32;
+        let Some(target) = self.stages[s].as_deref_mut() else {
+            return Err(Error::key("stage", stage));
+        };
         for i in 0..n as usize {
-            // -1 is unknown, like Flink's NUM_BYTES_UNKNOWN.
-            let bytes = input_bytes.map_or(-1, |b| b[i]);
+            let bytes = input_bytes.at(i);
             self.tasks.push(s as u32, bytes, speculatable);
-            self.stages[s].add_task(bytes);
+            target.add_task(bytes);
         }
         Ok(first)
     }
@@ -235,7 +356,7 @@ impl Detector {
     }
 
     fn startable(&self, task: i64) -> Result<usize> {
-        let t = self.tasks.index(task)?;
+        let t = self.task_index(task)?;
         if self.tasks.is_done(t) {
             return Err(Error::value(
                 "task",
@@ -287,7 +408,7 @@ impl Detector {
             self.tasks.add_running(t);
             self.tasks.started[t] = self.tasks.started[t].saturating_add(1);
             self.tasks.newest[t] = id;
-            self.stages[stage as usize].running += 1;
+            self.add_running_to_stage(stage as usize);
         }
         Ok(first)
     }
@@ -505,7 +626,7 @@ impl Detector {
             self.speculative_running -= u64::from(self.live.speculative[slot]);
             self.live.remove(slot);
             self.tasks.remove_running(task);
-            self.stages[stage].running -= 1;
+            self.remove_running_from_stage(stage);
             let was_done = self.tasks.is_done(task);
             self.done_running -= u64::from(was_done);
             let first_success = ok.is_none_or(|ok| ok[row]) && !was_done;
@@ -514,7 +635,10 @@ impl Detector {
                 // Its other attempts now run for a finished task.
                 self.done_running += u64::from(self.tasks.running(task));
                 let records = records.map(|r| r[row]);
-                self.stages[stage].add_success(duration, self.tasks.input_bytes[task], records);
+                let bytes = self.tasks.input_bytes[task];
+                if let Some(target) = self.stages[stage].as_deref_mut() {
+                    target.add_success(duration, bytes, records);
+                }
             }
             won.push(first_success);
         }
@@ -532,7 +656,12 @@ impl Detector {
         View {
             tasks: &self.tasks,
             live: &self.live,
-            stages: &self.stages,
+            stages: self
+                .live_stages
+                .iter()
+                .filter_map(|&s| self.stages[s as usize].as_deref())
+                .collect(),
+            live_index: &self.live_index,
             speculative_running: self.speculative_running,
             done_running: self.done_running,
         }
@@ -548,15 +677,17 @@ impl Detector {
     }
 
     pub fn task_done(&self, task: i64) -> Result<bool> {
-        Ok(self.tasks.is_done(self.tasks.index(task)?))
+        Ok(self.tasks.is_done(self.task_index(task)?))
     }
 
     pub fn running(&self, task: i64) -> Result<u32> {
-        Ok(self.tasks.running(self.tasks.index(task)?))
+        Ok(self.tasks.running(self.task_index(task)?))
     }
 
     pub fn stage_stats(&self, stage: i64) -> Result<StageStats> {
-        let s = &self.stages[self.stage_index(stage)?];
+        let s = self.stages[self.stage_index(stage)?]
+            .as_deref()
+            .ok_or_else(|| Error::key("stage", stage))?;
         let q = |q: f64| {
             s.durations
                 .quantile(q, crate::sketch::Method::Linear)
@@ -581,7 +712,15 @@ impl Detector {
             self.live.memory_bytes(),
             self.live.index_bytes(),
             self.tasks.memory_bytes(),
-            self.stages.iter().map(Stage::memory_bytes).sum(),
+            self.stages.capacity() * std::mem::size_of::<Option<Box<Stage>>>()
+                + self.live_index.capacity() * 4
+                + self.live_stages.capacity() * 4
+                + self
+                    .stages
+                    .iter()
+                    .flatten()
+                    .map(|s| s.memory_bytes())
+                    .sum::<usize>(),
         ]
     }
 }

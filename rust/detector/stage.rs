@@ -73,13 +73,13 @@ impl Stage {
     /// Room for `n` more tasks, or a `ValueError`.
     pub fn check_room(&self, stage: usize, n: u64) -> Result<()> {
         match self.declared {
-            Some(declared) if self.tasks + n > declared => Err(Error::value(
-                "stage",
-                format!(
-                    "{stage} was declared with num_tasks={declared} and has {} tasks; cannot add {n} more",
+            Some(declared) if self.tasks.saturating_add(n) > declared => {
+                Err(Error::Value(format!(
+                    "n={n} is more tasks than stage {stage} has room for: it was declared with \
+                 num_tasks={declared} and has {} tasks",
                     self.tasks
-                ),
-            )),
+                )))
+            }
             _ => Ok(()),
         }
     }

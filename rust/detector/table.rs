@@ -1,6 +1,8 @@
 //! The attempt table: tasks (every task ever added, a few bytes each) and the live attempts
 //! (struct of arrays, one row per running attempt, swap-removed when it ends).
 
+use std::collections::TryReserveError;
+
 use crate::error::{Error, Result};
 
 /// Marks an attempt id whose attempt has ended (it has no row in the live table).
@@ -33,6 +35,15 @@ impl Tasks {
 
     pub fn is_empty(&self) -> bool {
         self.stage.is_empty()
+    }
+
+    /// Room for `n` more tasks, or an error if memory cannot be had (nothing is changed).
+    pub fn try_reserve(&mut self, n: usize) -> std::result::Result<(), TryReserveError> {
+        self.stage.try_reserve(n)?;
+        self.input_bytes.try_reserve(n)?;
+        self.started.try_reserve(n)?;
+        self.newest.try_reserve(n)?;
+        self.state.try_reserve(n)
     }
 
     pub fn push(&mut self, stage: u32, input_bytes: i64, speculatable: bool) -> u32 {

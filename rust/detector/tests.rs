@@ -6,7 +6,7 @@ use crate::error::Error;
 
 fn stage_of(det: &mut Detector, n: i64) -> (i64, Vec<i64>) {
     let stage = det.add_stage(Some(n), None).unwrap() as i64;
-    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    let first = det.add_tasks(stage, n, InputBytes::Unknown, true).unwrap() as i64;
     (stage, (first..first + n).collect())
 }
 
@@ -54,7 +54,7 @@ fn flink_compares_time_per_byte_and_reports_the_slowest_attempt_once() {
     };
     let mut det = Detector::new(Policy::Flink(policy)).unwrap();
     let stage = det.add_stage(Some(4), None).unwrap() as i64;
-    det.add_tasks(stage, 4, Some(&[100, 100, 100, 1000]), true)
+    det.add_tasks(stage, 4, InputBytes::Each(&[100, 100, 100, 1000]), true)
         .unwrap();
     let a = det
         .start_many(&[0, 1, 2, 3], Times::One(0.0), None)
@@ -157,12 +157,13 @@ fn the_split_scan_finds_what_the_serial_scan_finds() {
     let mut det = Detector::new(Policy::Never).unwrap();
     let stage = det.add_stage(None, None).unwrap() as i64;
     let n = 600_000;
-    let first = det.add_tasks(stage, n, None, true).unwrap() as i64;
+    let first = det.add_tasks(stage, n, InputBytes::Unknown, true).unwrap() as i64;
     let tasks: Vec<i64> = (first..first + n).collect();
     let starts: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
     det.start_many(&tasks, Times::Each(&starts), None).unwrap();
     let cutoff = [990.5];
-    let split: Vec<usize> = policy::scan(&det.live, 1990.0, &cutoff, false, |slot, elapsed| {
+    let view = det.view();
+    let split: Vec<usize> = policy::scan(&view, 1990.0, &cutoff, false, |slot, elapsed| {
         Some(policy::Pick::new(&det.live, slot, elapsed, 0.0, 0.0))
     })
     .iter()
@@ -173,4 +174,101 @@ fn the_split_scan_finds_what_the_serial_scan_finds() {
         .collect();
     assert_eq!(split, serial);
     assert!(!serial.is_empty());
+}
+
+#[test]
+fn a_huge_n_is_refused_before_anything_is_allocated() {
+    let mut det = Detector::new(Policy::Never).unwrap();
+    let declared = det.add_stage(Some(10), None).unwrap() as i64;
+    let open = det.add_stage(None, None).unwrap() as i64;
+    for (stage, n, bytes) in [
+        (declared, (1i64 << 32) - 2, InputBytes::One(7)),
+        (declared, 1_000_000_000, InputBytes::Unknown),
+        (open, 1_000_000_000, InputBytes::Unknown),
+        (open, (1i64 << 32) - 2, InputBytes::One(7)),
+        (open, i64::MAX, InputBytes::Unknown),
+    ] {
+        match det.add_tasks(stage, n, bytes, true) {
+            Err(Error::Value(msg)) => assert!(msg.contains(&format!("n={n}")), "{msg}"),
+            other => panic!("n={n}: {other:?}"),
+        }
+        assert_eq!(det.num_tasks(), 0);
+    }
+    assert_eq!(det.add_tasks(open, 3, InputBytes::One(7), true), Ok(0));
+}
+
+#[test]
+fn late_cap_is_at_least_min_speculative() {
+    let late = Late::default();
+    // 10 % of 8 slots is none; the floor of one copy keeps LATE acting on small pools.
+    assert_eq!(late.cap(8), 1);
+    assert_eq!(late.cap(40), 4);
+    let bare = Late {
+        min_speculative: 0,
+        ..Late::default()
+    };
+    assert_eq!(bare.cap(8), 0);
+}
+
+#[test]
+fn a_removed_stage_and_its_tasks_are_unknown_and_a_live_one_is_refused() {
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (done, tasks) = stage_of(&mut det, 2);
+    let attempts: Vec<i64> = tasks
+        .iter()
+        .map(|&t| det.start(t, 0.0, 0).unwrap() as i64)
+        .collect();
+    det.finish(attempts[0], 1.0, true, None).unwrap();
+    assert!(matches!(det.remove_stage(done), Err(Error::Value(m)) if m.contains("stage 0")));
+    assert_eq!(det.running(tasks[1]), Ok(1));
+    det.finish(attempts[1], 2.0, true, None).unwrap();
+    det.remove_stage(done).unwrap();
+    assert_eq!(det.remove_stage(done), Err(Error::key("stage", done)));
+    assert_eq!(det.stage_stats(done), Err(Error::key("stage", done)));
+    assert_eq!(det.task_done(tasks[0]), Err(Error::key("task", tasks[0])));
+    assert_eq!(
+        det.start(tasks[0], 3.0, 0),
+        Err(Error::key("task", tasks[0]))
+    );
+    // Its ended attempts stay ended attempts: a late heartbeat is ignored.
+    assert_eq!(det.heartbeat(attempts[0], 3.0, Some(1.0), None), Ok(()));
+    // Other stages go on, their ids unchanged.
+    let (live, more) = stage_of(&mut det, 4);
+    assert_eq!(live, 1);
+    let a = det.start(more[0], 0.0, 0).unwrap() as i64;
+    det.finish(a, 1.0, true, None).unwrap();
+    assert_eq!(det.stage_stats(live).map(|s| s.successes), Ok(1));
+}
+
+#[test]
+fn check_looks_only_at_stages_with_running_attempts() {
+    let mut det = Detector::new(Policy::Spark(Spark {
+        quantile: 0.5,
+        ..Spark::default()
+    }))
+    .unwrap();
+    for _ in 0..3 {
+        let (_, tasks) = stage_of(&mut det, 2);
+        for t in tasks {
+            let a = det.start(t, 0.0, 0).unwrap() as i64;
+            det.finish(a, 1.0, true, None).unwrap();
+        }
+    }
+    assert!(det.view().stages.is_empty());
+    let (stage, tasks) = stage_of(&mut det, 2);
+    let first = det.start(tasks[0], 0.0, 0).unwrap() as i64;
+    det.start(tasks[1], 0.0, 1).unwrap();
+    det.finish(first, 1.0, true, None).unwrap();
+    assert_eq!(det.view().stages.len(), 1);
+    let c = det
+        .check(Context {
+            now: 10.0,
+            pending: 0,
+            slots: None,
+        })
+        .unwrap();
+    assert_eq!(
+        (c.task, c.stage),
+        (vec![tasks[1] as u32], vec![stage as u32])
+    );
 }

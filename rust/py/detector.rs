@@ -3,33 +3,166 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use numpy::{AllowTypeChange, IntoPyArray, PyArray1, PyArrayLike1};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::detector::{
-    Candidates, Context, Detector, Flink, Late, Policy, Smallpond, Spark, Times,
+    Candidates, Context, Detector, Flink, InputBytes, Late, Policy, Smallpond, Spark, Times,
 };
 use crate::error::Error;
 
-type Floats<'py> = PyArrayLike1<'py, f64, AllowTypeChange>;
-type Ints<'py> = PyArrayLike1<'py, i64, AllowTypeChange>;
+type Floats<'py> = PyReadonlyArray1<'py, f64>;
+type Ints<'py> = PyReadonlyArray1<'py, i64>;
 
-/// A 1-D column of ids or counts: any integer array or sequence of ints. Floats, bools and
-/// strings are a TypeError naming the argument rather than silently truncated or parsed.
-fn ints_arg<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Ints<'py>> {
+/// What a column may hold.
+#[derive(Clone, Copy, PartialEq)]
+enum Holds {
+    /// Ids or counts: integer dtypes (ids past i64 are unknown ids of `kind`).
+    Ints(Option<&'static str>),
+    /// Times, progress, records, values: integer or float dtypes.
+    Reals,
+    Bools,
+}
+
+/// The caller's value for an error message, cut short.
+fn shown(obj: &Bound<'_, PyAny>) -> String {
+    let text = obj
+        .repr()
+        .map_or_else(|_| "?".to_string(), |r| r.to_string());
+    if text.chars().count() > 80 {
+        format!("{}...", text.chars().take(77).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// A 1-D column: any sequence or numpy array of the right kind, strided, byte-swapped or
+/// read-only alike, as a contiguous native array (numpy copies only where it must). Strings,
+/// datetimes, complex numbers, bools (for numbers) and objects are a TypeError naming the
+/// argument, rather than parsed or reinterpreted, and so is another shape.
+fn column<'py>(obj: &Bound<'py, PyAny>, arg: &str, holds: Holds) -> PyResult<Bound<'py, PyAny>> {
     let py = obj.py();
-    let array = py.import("numpy")?.getattr("asarray")?.call1((obj,))?;
-    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    let numpy = py.import("numpy")?;
+    let array = numpy
+        .getattr("asarray")?
+        .call1((obj,))
+        .map_err(|e| PyValueError::new_err(format!("{arg} must be a 1-D array: {e}")))?;
+    let dtype = array.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
     let size: usize = array.getattr("size")?.extract()?;
-    if !(kind == "i" || kind == "u" || size == 0) {
+    let (ok, want, target) = match holds {
+        Holds::Ints(_) => (kind == "i" || kind == "u", "ints", "int64"),
+        Holds::Reals => (
+            kind == "i" || kind == "u" || kind == "f",
+            "real numbers",
+            "float64",
+        ),
+        Holds::Bools => (kind == "b", "bools", "bool"),
+    };
+    if !(ok || size == 0) {
         return Err(PyTypeError::new_err(format!(
-            "{arg} must hold ints, got an array of dtype {}",
-            array.getattr("dtype")?.str()?
+            "{arg} must hold {want}, got an array of dtype {}: {}",
+            dtype.str()?,
+            shown(obj)
         )));
     }
-    array.extract()
+    let ndim: usize = array.getattr("ndim")?.extract()?;
+    if ndim != 1 {
+        // Not a column at all: a TypeError, as numpy's own conversion gave before.
+        return Err(PyTypeError::new_err(format!(
+            "{arg} must be a 1-D array, got shape {}: {}",
+            array.getattr("shape")?.repr()?,
+            shown(obj)
+        )));
+    }
+    if let Holds::Ints(id) = holds {
+        let itemsize: usize = dtype.getattr("itemsize")?.extract()?;
+        if kind == "u" && itemsize == 8 && size > 0 {
+            // uint64 past i64::MAX would wrap to a negative id: name the value instead.
+            let largest = array.call_method0("max")?;
+            if largest.extract::<i64>().is_err() {
+                return Err(match id {
+                    Some(id) => PyKeyError::new_err(format!("unknown {id} id {}", largest.repr()?)),
+                    None => PyValueError::new_err(format!(
+                        "{arg} is out of range, got {}",
+                        largest.repr()?
+                    )),
+                });
+            }
+        }
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("dtype", target)?;
+    numpy
+        .getattr("ascontiguousarray")?
+        .call((array,), Some(&kwargs))
+}
+
+fn ints_arg<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Ints<'py>> {
+    let id = match arg {
+        "tasks" => Some("task"),
+        "attempts" => Some("attempt"),
+        _ => None,
+    };
+    column(obj, arg, Holds::Ints(id))?.extract()
+}
+
+pub(crate) fn floats_arg<'py>(obj: &Bound<'py, PyAny>, arg: &str) -> PyResult<Floats<'py>> {
+    column(obj, arg, Holds::Reals)?.extract()
+}
+
+fn opt_floats_arg<'py>(
+    obj: Option<&Bound<'py, PyAny>>,
+    arg: &str,
+) -> PyResult<Option<Floats<'py>>> {
+    match obj {
+        Some(o) if !o.is_none() => Ok(Some(floats_arg(o, arg)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Python's bool or numpy's (named `bool`, or `bool_` before numpy 2).
+fn is_numpy_bool(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .name()
+        .is_ok_and(|n| n == "bool" || n == "bool_")
+}
+
+/// A real number: an int or float, numpy's included. Bools, strings and complex numbers
+/// are a TypeError naming the argument.
+pub(crate) fn float_arg(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<f64> {
+    let is_bool = obj.is_instance_of::<PyBool>() || is_numpy_bool(obj);
+    let text_or_complex = obj.is_instance_of::<pyo3::types::PyString>()
+        || obj.is_instance_of::<pyo3::types::PyBytes>()
+        || obj.is_instance_of::<pyo3::types::PyComplex>();
+    match obj.extract::<f64>() {
+        Ok(x) if !is_bool && !text_or_complex => Ok(x),
+        _ => Err(PyTypeError::new_err(format!(
+            "{arg} must be a real number, got {}",
+            shown(obj)
+        ))),
+    }
+}
+
+fn opt_float_arg(obj: Option<&Bound<'_, PyAny>>, arg: &str) -> PyResult<Option<f64>> {
+    match obj {
+        Some(o) if !o.is_none() => Ok(Some(float_arg(o, arg)?)),
+        _ => Ok(None),
+    }
+}
+
+fn bool_arg(obj: &Bound<'_, PyAny>, arg: &str) -> PyResult<bool> {
+    let numpy_bool = is_numpy_bool(obj);
+    if obj.is_instance_of::<PyBool>() || numpy_bool {
+        obj.is_truthy()
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "{arg} must be a bool, got {}",
+            shown(obj)
+        )))
+    }
 }
 
 /// An int argument: a bool or a non-int is a TypeError; an int past 64 bits is, for an id
@@ -114,6 +247,7 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
             slow_node_quantile: field(policy, "slow_node_quantile")?,
             min_runtime: field(policy, "min_runtime")?,
             require_benefit: field(policy, "require_benefit")?,
+            min_speculative: field(policy, "min_speculative")?,
         })),
         other => Err(Error::value("policy", format!("of kind {other:?} is not supported")).into()),
     }
@@ -127,10 +261,16 @@ enum Now<'py> {
 
 impl<'py> Now<'py> {
     fn extract(now: &Bound<'py, PyAny>) -> PyResult<Now<'py>> {
-        if let Ok(t) = now.extract::<f64>() {
-            return Ok(Now::One(t));
+        let py = now.py();
+        let ndim: usize = py
+            .import("numpy")?
+            .getattr("ndim")?
+            .call1((now,))?
+            .extract()?;
+        if ndim == 0 {
+            return Ok(Now::One(float_arg(now, "now")?));
         }
-        Ok(Now::Each(now.extract()?))
+        Ok(Now::Each(floats_arg(now, "now")?))
     }
 
     fn times(&self) -> PyResult<Times<'_>> {
@@ -142,7 +282,7 @@ impl<'py> Now<'py> {
 }
 
 fn slice_of<'a, T: numpy::Element>(
-    a: &'a Option<PyArrayLike1<'_, T, AllowTypeChange>>,
+    a: &'a Option<PyReadonlyArray1<'_, T>>,
 ) -> PyResult<Option<&'a [T]>> {
     match a {
         Some(a) => Ok(Some(a.as_slice()?)),
@@ -294,20 +434,18 @@ impl PyDetector {
     ) -> PyResult<Py<PyArray1<i64>>> {
         let stage = int_arg(stage, "stage", Some("stage"))?;
         let n = int_arg(n, "n", None)?;
-        // None, one count for every task, or one per task.
-        let (one, each): (Option<Vec<i64>>, Option<Ints<'_>>) = match input_bytes {
-            Some(b) if !b.is_none() => match b.extract::<i64>() {
-                // An impossible `n` is left for the core to reject, unallocated.
-                Ok(x) if (0..u32::MAX as i64).contains(&n) => (Some(vec![x; n as usize]), None),
-                Ok(_) => (None, None),
-                Err(_) => (None, Some(ints_arg(b, "input_bytes")?)),
-            },
-            _ => (None, None),
+        // None, one count for every task (passed as one number: the core checks `n` before
+        // it allocates anything), or one per task.
+        let each = match input_bytes {
+            Some(b) if !b.is_none() && b.extract::<i64>().is_err() => {
+                Some(ints_arg(b, "input_bytes")?)
+            }
+            _ => None,
         };
-        let bytes = match (&one, &each) {
-            (Some(v), _) => Some(&v[..]),
-            (None, Some(a)) => Some(a.as_slice()?),
-            (None, None) => None,
+        let bytes = match (&each, input_bytes) {
+            (Some(a), _) => InputBytes::Each(a.as_slice()?),
+            (None, Some(b)) if !b.is_none() => InputBytes::One(int_arg(b, "input_bytes", None)?),
+            _ => InputBytes::Unknown,
         };
         let first = py.detach(|| self.lock().add_tasks(stage, n, bytes, speculatable))?;
         Ok(ids(py, first, n as usize))
@@ -319,10 +457,11 @@ impl PyDetector {
         &self,
         py: Python<'_>,
         task: &Bound<'_, PyAny>,
-        now: f64,
+        now: &Bound<'_, PyAny>,
         node: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u32> {
         let task = int_arg(task, "task", Some("task"))?;
+        let now = float_arg(now, "now")?;
         let node = opt_int_arg(node, "node")?.unwrap_or(0);
         Ok(py.detach(|| self.lock().start(task, now, node))?)
     }
@@ -356,11 +495,14 @@ impl PyDetector {
         &self,
         py: Python<'_>,
         attempt: &Bound<'_, PyAny>,
-        now: f64,
-        progress: Option<f64>,
-        records: Option<f64>,
+        now: &Bound<'_, PyAny>,
+        progress: Option<&Bound<'_, PyAny>>,
+        records: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let attempt = int_arg(attempt, "attempt", Some("attempt"))?;
+        let now = float_arg(now, "now")?;
+        let progress = opt_float_arg(progress, "progress")?;
+        let records = opt_float_arg(records, "records")?;
         Ok(py.detach(|| self.lock().heartbeat(attempt, now, progress, records))?)
     }
 
@@ -370,10 +512,12 @@ impl PyDetector {
         py: Python<'_>,
         attempts: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
-        progress: Option<Floats<'_>>,
-        records: Option<Floats<'_>>,
+        progress: Option<&Bound<'_, PyAny>>,
+        records: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let attempts = ints_arg(attempts, "attempts")?;
+        let progress = opt_floats_arg(progress, "progress")?;
+        let records = opt_floats_arg(records, "records")?;
         let now = Now::extract(now)?;
         let times = now.times()?;
         let attempts = attempts.as_slice()?;
@@ -386,16 +530,22 @@ impl PyDetector {
     }
 
     /// Ends an attempt; True iff it is its task's first success.
-    #[pyo3(signature = (attempt, now, ok = true, records = None))]
+    #[pyo3(
+        signature = (attempt, now, ok = None, records = None),
+        text_signature = "($self, attempt, now, ok=True, records=None)"
+    )]
     fn finish(
         &self,
         py: Python<'_>,
         attempt: &Bound<'_, PyAny>,
-        now: f64,
-        ok: bool,
-        records: Option<f64>,
+        now: &Bound<'_, PyAny>,
+        ok: Option<&Bound<'_, PyAny>>,
+        records: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let attempt = int_arg(attempt, "attempt", Some("attempt"))?;
+        let now = float_arg(now, "now")?;
+        let ok = ok.map_or(Ok(true), |ok| bool_arg(ok, "ok"))?;
+        let records = opt_float_arg(records, "records")?;
         Ok(py.detach(|| self.lock().finish(attempt, now, ok, records))?)
     }
 
@@ -407,15 +557,20 @@ impl PyDetector {
         py: Python<'_>,
         attempts: &Bound<'_, PyAny>,
         now: &Bound<'_, PyAny>,
-        ok: Option<Vec<bool>>,
-        records: Option<Floats<'_>>,
+        ok: Option<&Bound<'_, PyAny>>,
+        records: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyArray1<bool>>> {
         let attempts = ints_arg(attempts, "attempts")?;
+        let records = opt_floats_arg(records, "records")?;
+        let ok: Option<PyReadonlyArray1<'_, bool>> = match ok {
+            Some(o) if !o.is_none() => Some(column(o, "ok", Holds::Bools)?.extract()?),
+            _ => None,
+        };
         let now = Now::extract(now)?;
         let times = now.times()?;
         let attempts = attempts.as_slice()?;
         let records = slice_of(&records)?;
-        let ok = ok.as_deref();
+        let ok = slice_of(&ok)?;
         let won = py.detach(|| self.lock().finish_many(attempts, times, ok, records))?;
         Ok(won.into_pyarray(py).unbind())
     }
@@ -428,10 +583,11 @@ impl PyDetector {
     fn check(
         &self,
         py: Python<'_>,
-        now: f64,
+        now: &Bound<'_, PyAny>,
         pending: Option<&Bound<'_, PyAny>>,
         slots: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCandidates> {
+        let now = float_arg(now, "now")?;
         let pending = opt_int_arg(pending, "pending")?.unwrap_or(0);
         let slots = opt_int_arg(slots, "slots")?;
         let pending = u64::try_from(pending)
@@ -454,7 +610,8 @@ impl PyDetector {
 
     /// Nodes to keep copies away from (LATE's slow nodes), ascending; empty for other
     /// policies.
-    fn slow_nodes(&self, py: Python<'_>, now: f64) -> PyResult<Py<PyArray1<i64>>> {
+    fn slow_nodes(&self, py: Python<'_>, now: &Bound<'_, PyAny>) -> PyResult<Py<PyArray1<i64>>> {
+        let now = float_arg(now, "now")?;
         let nodes = py.detach(|| self.lock().slow_nodes(now))?;
         Ok(to_i64(py, nodes))
     }
@@ -467,6 +624,15 @@ impl PyDetector {
     fn running(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<u32> {
         let task = int_arg(task, "task", Some("task"))?;
         Ok(py.detach(|| self.lock().running(task))?)
+    }
+
+    /// Forgets a stage the scheduler is done with and releases its statistics; `check` then
+    /// costs nothing for it. The stage and its tasks are unknown ids afterwards (KeyError);
+    /// its ended attempts stay ended (a late heartbeat is ignored). A stage with running
+    /// attempts is a ValueError naming it, and stays as it was.
+    fn remove_stage(&self, py: Python<'_>, stage: &Bound<'_, PyAny>) -> PyResult<()> {
+        let stage = int_arg(stage, "stage", Some("stage"))?;
+        Ok(py.detach(|| self.lock().remove_stage(stage))?)
     }
 
     /// A dict: name, num_tasks (declared, or None), tasks, successes, running, p50, p95, p99

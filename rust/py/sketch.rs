@@ -6,10 +6,11 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use numpy::{AllowTypeChange, PyArray1, PyArrayLike1};
+use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::detector::{float_arg, floats_arg};
 use crate::error::Error;
 use crate::sketch::{
     Method, QuantileSketch, DEFAULT_EXACT_LIMIT, DEFAULT_MAX_BINS, DEFAULT_RELATIVE_ACCURACY,
@@ -50,12 +51,8 @@ impl PyQuantileSketch {
     }
 }
 
-/// The values of a 1-D array-like as a slice, copying only when numpy's buffer is not
-/// contiguous.
-fn with_values<R>(
-    values: &PyArrayLike1<'_, f64, AllowTypeChange>,
-    f: impl FnOnce(&[f64]) -> R,
-) -> R {
+/// The values of a 1-D column (see `floats_arg`: contiguous once converted) as a slice.
+fn with_values<R>(values: &PyReadonlyArray1<'_, f64>, f: impl FnOnce(&[f64]) -> R) -> R {
     match values.as_slice() {
         Ok(slice) => f(slice),
         Err(_) => f(&values.as_array().iter().copied().collect::<Vec<f64>>()),
@@ -90,24 +87,23 @@ impl PyQuantileSketch {
     }
 
     /// Adds one finite value.
-    fn add(&self, py: Python<'_>, x: f64) -> PyResult<()> {
+    fn add(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        let x = float_arg(x, "x")?;
         Ok(self.with(py, |sketch| sketch.add(x))?)
     }
 
     /// Adds every value of a 1-D sequence or array (any real dtype), or none if one is NaN
     /// or infinite. The interpreter is released meanwhile.
-    fn add_many(
-        &self,
-        py: Python<'_>,
-        values: PyArrayLike1<'_, f64, AllowTypeChange>,
-    ) -> PyResult<()> {
+    fn add_many(&self, py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<()> {
+        let values = floats_arg(values, "values")?;
         with_values(&values, |slice| py.detach(|| self.lock().add_many(slice)))?;
         Ok(())
     }
 
     /// The q-quantile; `method` is "lower", "higher" or "linear" (numpy's meanings).
     #[pyo3(signature = (q, method = "lower"))]
-    fn quantile(&self, py: Python<'_>, q: f64, method: &str) -> PyResult<f64> {
+    fn quantile(&self, py: Python<'_>, q: &Bound<'_, PyAny>, method: &str) -> PyResult<f64> {
+        let q = float_arg(q, "q")?;
         let method = Method::parse(method)?;
         Ok(self.with(py, |sketch| sketch.quantile(q, method))?)
     }
@@ -117,9 +113,10 @@ impl PyQuantileSketch {
     fn quantiles<'py>(
         &self,
         py: Python<'py>,
-        qs: PyArrayLike1<'py, f64, AllowTypeChange>,
+        qs: &Bound<'py, PyAny>,
         method: &str,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let qs = floats_arg(qs, "qs")?;
         let method = Method::parse(method)?;
         let answers = with_values(&qs, |qs| py.detach(|| self.lock().quantiles(qs, method)))?;
         Ok(PyArray1::from_vec(py, answers))

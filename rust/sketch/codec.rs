@@ -14,6 +14,8 @@
 //! mapping's key range, sorted exact values, no trailing bytes): bad input is an
 //! `Error::Value` naming `data`, never a panic or a huge allocation.
 
+use std::cmp::Ordering;
+
 use super::store::Store;
 use super::QuantileSketch;
 use crate::error::{Error, Result};
@@ -137,6 +139,23 @@ impl QuantileSketch {
                 if !(min.is_finite() && max.is_finite() && min <= max && signs_agree) {
                     return Err(invalid("min and max disagree with the bins"));
                 }
+                // One value is both extremes (its quantiles answer min for q = 0 and 1).
+                if count == 1 && min != max {
+                    return Err(invalid("one value with a min unlike its max"));
+                }
+                // The extremes lie in the outer bins: the top bin of each store is never
+                // collapsed, so it is exactly the bin of the value nearest +inf (max, or for
+                // the negative store, its value nearest zero when max < 0); the bottom bin may
+                // have absorbed lower ones, so it is at or above the bin of min.
+                let mapping = &sketch.mapping;
+                let extremes_agree = positive.range().is_none_or(|(lo, hi)| {
+                    hi == mapping.key(max) && (min <= 0.0 || lo >= mapping.key(min))
+                }) && negative.range().is_none_or(|(lo, hi)| {
+                    lo >= -mapping.key(min) && (max >= 0.0 || hi == -mapping.key(max))
+                });
+                if !extremes_agree {
+                    return Err(invalid("min or max lie outside the outer bins"));
+                }
                 sketch.zeros = zeros;
                 sketch.negative = negative;
                 sketch.positive = positive;
@@ -146,11 +165,52 @@ impl QuantileSketch {
         if reader.remaining() != 0 {
             return Err(invalid(format!("{} trailing bytes", reader.remaining())));
         }
+        check_sum(count, sum, min, max)?;
         sketch.count = count;
         sketch.sum = sum;
         sketch.min = min;
         sketch.max = max;
         Ok(sketch)
+    }
+}
+
+/// The sum agrees with the count and the extremes, allowing for the rounding of any order of
+/// summation: |error| <= (count - 1) × eps × Σ|x| <= count² × eps × max(|min|, |max|).
+fn check_sum(count: u64, sum: f64, min: f64, max: f64) -> Result<()> {
+    if count == 0 {
+        // An empty sketch's min and max are NaN (checked with the exact values).
+        return Ok(());
+    }
+    let exact = match count {
+        // 0 + x is x, and 0 + a + b rounds once, in any order.
+        1 => sum == min,
+        2 => sum == min + max,
+        _ => true,
+    };
+    let n = count as f64;
+    let largest = min.abs().max(max.abs());
+    // Every partial sum is within n × largest: only that much can overflow.
+    let may_overflow = n * largest >= f64::MAX / 2.0;
+    let bound = if sum.is_nan() {
+        // Only an overflow to +inf meeting one to -inf gives NaN.
+        may_overflow && min < 0.0 && max > 0.0
+    } else if sum == f64::INFINITY {
+        may_overflow && max > 0.0
+    } else if sum == f64::NEG_INFINITY {
+        may_overflow && min < 0.0
+    } else {
+        let slack = n * n * f64::EPSILON * largest;
+        // A sum of values of one sign keeps that sign, whatever the rounding.
+        (min < 0.0 || sum >= 0.0)
+            && (max > 0.0 || sum <= 0.0)
+            // A bound that is NaN (inf - inf for huge counts) holds: nothing is known.
+            && sum.partial_cmp(&(n * min - slack)) != Some(Ordering::Less)
+            && sum.partial_cmp(&(n * max + slack)) != Some(Ordering::Greater)
+    };
+    if exact && (count > 1 || sum.is_finite()) && bound {
+        Ok(())
+    } else {
+        Err(invalid("the sum disagrees with the count, min and max"))
     }
 }
 

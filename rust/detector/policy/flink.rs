@@ -91,7 +91,7 @@ impl Flink {
         // the exact (per-byte) test follows for the few that pass it.
         let cutoff: Vec<f64> = baselines
             .iter()
-            .zip(view.stages)
+            .zip(&view.stages)
             .map(|(b, stage)| {
                 if !b.examined {
                     f64::INFINITY
@@ -107,13 +107,13 @@ impl Flink {
             .collect();
         let live = view.live;
         let tasks = view.tasks;
-        let mut slow = scan(live, ctx.now, &cutoff, true, |slot, elapsed| {
+        let mut slow = scan(view, ctx.now, &cutoff, true, |slot, elapsed| {
             let task = live.task[slot] as usize;
             match tasks.copyable(task) {
                 Some(running) if running < self.max_concurrent_executions => {}
                 _ => return None,
             }
-            let b = baselines[live.stage[slot] as usize];
+            let b = baselines[view.at(live.stage[slot])];
             let bytes = tasks.input_bytes[task];
             let slow_enough = if b.normalised {
                 per_byte(elapsed, bytes) >= b.value

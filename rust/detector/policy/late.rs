@@ -14,6 +14,8 @@ pub struct Late {
     pub slow_node_quantile: f64,
     pub min_runtime: f64,
     pub require_benefit: bool,
+    /// The floor of the cap on running copies (see `cap`).
+    pub min_speculative: u64,
 }
 
 impl Default for Late {
@@ -24,6 +26,7 @@ impl Default for Late {
             slow_node_quantile: 0.25,
             min_runtime: 60.0,
             require_benefit: true,
+            min_speculative: 1,
         }
     }
 }
@@ -34,6 +37,13 @@ impl Late {
         finite_in("speculative_cap", self.speculative_cap, 0.0, 1.0)?;
         finite_in("slow_node_quantile", self.slow_node_quantile, 0.0, 1.0)?;
         finite_in("min_runtime", self.min_runtime, 0.0, f64::MAX)
+    }
+
+    /// Copies allowed to run at once: LATE's share of the slots, but never below
+    /// `min_speculative` (10 % of fewer than ten slots would be none at all).
+    pub fn cap(&self, slots: u64) -> u64 {
+        let share = (self.speculative_cap * slots as f64).floor() as u64;
+        share.max(self.min_speculative)
     }
 
     /// Whether the attempt in `slot` counts: its task has not succeeded yet. Skips the task
@@ -52,7 +62,7 @@ impl Late {
         let mut offsets = vec![0usize; stages + 1];
         for slot in 0..live.len() {
             if Self::counts(view, slot) {
-                offsets[live.stage[slot] as usize + 1] += 1;
+                offsets[view.at(live.stage[slot]) + 1] += 1;
             }
         }
         for s in 0..stages {
@@ -62,7 +72,7 @@ impl Late {
         let mut rates = vec![0.0; offsets[stages]];
         for slot in 0..live.len() {
             if Self::counts(view, slot) {
-                let s = live.stage[slot] as usize;
+                let s = view.at(live.stage[slot]);
                 rates[next[s]] = live.beat[slot].progress_rate;
                 next[s] += 1;
             }
@@ -93,7 +103,7 @@ impl Late {
         // Urgency is the estimated time left.
         let mut picks: Vec<Pick> = Vec::new();
         for slot in 0..live.len() {
-            let s = live.stage[slot] as usize;
+            let s = view.at(live.stage[slot]);
             let beat = &live.beat[slot];
             let elapsed = ctx.now - live.start[slot];
             // An empty stage's cut is NaN, and nothing is below it.
@@ -124,7 +134,7 @@ impl Late {
             picks.push(Pick::new(live, slot, elapsed, median, time_left));
         }
         if let Some(slots) = ctx.slots {
-            let cap = (self.speculative_cap * slots as f64).floor() as u64;
+            let cap = self.cap(slots);
             let room = cap.saturating_sub(view.speculative_running) as usize;
             if picks.len() > room {
                 // Keep the most urgent (a selection); `Candidates::from_picks` orders them.

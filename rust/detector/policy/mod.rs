@@ -29,11 +29,23 @@ pub enum Policy {
 pub struct View<'a> {
     pub tasks: &'a Tasks,
     pub live: &'a Live,
-    pub stages: &'a [Stage],
+    /// The stages that have running attempts (the only ones a check needs), in the order of
+    /// `live_index`; per-stage numbers of a check are laid out the same way.
+    pub stages: Vec<&'a Stage>,
+    /// Per stage id, the position of a live stage in `stages`.
+    pub live_index: &'a [u32],
     /// Running attempts that started while another attempt of their task ran.
     pub speculative_running: u64,
     /// Running attempts whose task has already succeeded (losers not yet ended).
     pub done_running: u64,
+}
+
+impl View<'_> {
+    /// The position in `stages` of the stage of a running attempt.
+    #[inline]
+    pub fn at(&self, stage: u32) -> usize {
+        self.live_index[stage as usize] as usize
+    }
 }
 
 /// The scheduler's context for one check.
@@ -144,20 +156,23 @@ impl Policy {
 
 /// The one pass over every running attempt that a check makes: for each attempt whose
 /// elapsed time passes its stage's cutoff (`>=` when `inclusive`, else `>`), `pick` decides
-/// (given the slot and the elapsed time). A large table is split across the machine's cores;
-/// the answer is the same, in slot order.
-pub fn scan<F>(live: &Live, now: f64, cutoff: &[f64], inclusive: bool, pick: F) -> Vec<Pick>
+/// (given the slot and the elapsed time). `cutoff` is laid out like `View::stages`. A large
+/// table is split across the machine's cores; the answer is the same, in slot order.
+pub fn scan<F>(view: &View<'_>, now: f64, cutoff: &[f64], inclusive: bool, pick: F) -> Vec<Pick>
 where
     F: Fn(usize, f64) -> Option<Pick> + Sync,
 {
     const PER_THREAD: usize = 1 << 18;
+    let (live, index) = (view.live, view.live_index);
     let n = live.len();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |p| p.get())
-        .min(n / PER_THREAD)
-        .max(1);
+    // Asked only for a table worth splitting: on Linux the answer reads cgroup files, which
+    // costs more than a check of a small table.
+    let threads = match n / PER_THREAD {
+        0 | 1 => 1,
+        parts => std::thread::available_parallelism().map_or(1, |p| p.get().min(parts)),
+    };
     if threads == 1 {
-        return scan_range(live, now, cutoff, inclusive, &pick, 0, n);
+        return scan_range(live, index, now, cutoff, inclusive, &pick, 0, n);
     }
     let chunk = n.div_ceil(threads);
     let pick = &pick;
@@ -165,7 +180,7 @@ where
         let parts: Vec<_> = (0..threads)
             .map(|i| {
                 let (lo, hi) = (i * chunk, ((i + 1) * chunk).min(n));
-                scope.spawn(move || scan_range(live, now, cutoff, inclusive, pick, lo, hi))
+                scope.spawn(move || scan_range(live, index, now, cutoff, inclusive, pick, lo, hi))
             })
             .collect();
         let mut picks = Vec::new();
@@ -174,15 +189,17 @@ where
             // scan gives the same answer.
             match part.join() {
                 Ok(found) => picks.extend(found),
-                Err(_) => return scan_range(live, now, cutoff, inclusive, pick, 0, n),
+                Err(_) => return scan_range(live, index, now, cutoff, inclusive, pick, 0, n),
             }
         }
         picks
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scan_range<F>(
     live: &Live,
+    index: &[u32],
     now: f64,
     cutoff: &[f64],
     inclusive: bool,
@@ -197,7 +214,7 @@ where
     let (start, stage) = (&live.start[lo..hi], &live.stage[lo..hi]);
     for (i, (&start, &stage)) in start.iter().zip(stage).enumerate() {
         let elapsed = now - start;
-        let cut = cutoff[stage as usize];
+        let cut = cutoff[index[stage as usize] as usize];
         if elapsed > cut || (inclusive && elapsed == cut) {
             if let Some(p) = pick(lo + i, elapsed) {
                 picks.push(p);

@@ -78,7 +78,7 @@ impl Smallpond {
         let (live, tasks) = (view.live, view.tasks);
         let mut picks = Vec::new();
         for slot in 0..live.len() {
-            let Some(spread) = spreads[live.stage[slot] as usize] else {
+            let Some(spread) = spreads[view.at(live.stage[slot])] else {
                 continue;
             };
             let elapsed = ctx.now - live.start[slot];

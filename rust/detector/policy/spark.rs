@@ -107,12 +107,12 @@ impl Spark {
         let rules: Vec<(Path, f64)> = view.stages.iter().map(|s| self.stage_rule(s)).collect();
         let cutoff: Vec<f64> = rules.iter().map(|r| r.1).collect();
         let live = view.live;
-        scan(live, ctx.now, &cutoff, false, |slot, elapsed| {
+        scan(view, ctx.now, &cutoff, false, |slot, elapsed| {
             let task = live.task[slot] as usize;
             if view.tasks.copyable(task) != Some(1) {
                 return None;
             }
-            let stage = live.stage[slot] as usize;
+            let stage = view.at(live.stage[slot]);
             let (path, threshold) = rules[stage];
             if path == Path::Regular
                 && self.efficiency
@@ -143,7 +143,7 @@ impl Spark {
         if elapsed > self.long_run_task_factor * threshold {
             return true;
         }
-        let stage = &view.stages[stage];
+        let stage = view.stages[stage];
         let stage_rate = if stage.record_seconds > 0.0 {
             stage.records / stage.record_seconds
         } else {
