@@ -1,14 +1,14 @@
 """straggler: find the stragglers of a running batch job and race a copy of them.
 
 Speculative execution for any Python scheduler: streaming quantile sketches and the
-speculation policies of Spark, Flink, smallpond and LATE run in a Rust core; a thin Python
+speculation policies of Spark, Flink, smallpond, LATE and Mantri run in a Rust core; a thin Python
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
 from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
-from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
+from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 from straggler.simulation import SimulationResult, simulate
 
 # timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.
@@ -23,6 +23,7 @@ __all__ = [
     "ExecutorStats",
     "FlinkPolicy",
     "LatePolicy",
+    "MantriPolicy",
     "QuantileSketch",
     "SimulationResult",
     "SmallpondPolicy",
