@@ -60,6 +60,8 @@ struct Rule {
     mean: f64,
     /// The duration at rank floor(δ n).
     quick: f64,
+    /// The least t_rem either test can pass: min(quick, mean + interval).
+    least: f64,
 }
 
 /// Sorted points of a stage's durations (every one while the sketch is exact, else a grid of
@@ -139,9 +141,12 @@ impl Mantri {
         }
         // floor(δ n) in doubles; below n because δ < 1.
         let rank = (self.delta * n as f64).floor() as u64;
+        let mean = stage.durations.sum() / n as f64;
+        let quick = stage.durations.value_at_rank(rank);
         Some(Rule {
-            mean: stage.durations.sum() / n as f64,
-            quick: stage.durations.value_at_rank(rank),
+            mean,
+            quick,
+            least: quick.min(mean + self.interval),
         })
     }
 
@@ -157,13 +162,6 @@ impl Mantri {
             let Some(rule) = rules[s] else {
                 continue;
             };
-            let task = live.task[slot] as usize;
-            let Some(running) = tasks.copyable(task) else {
-                continue;
-            };
-            if tasks.started[task].saturating_sub(1) >= self.max_restarts {
-                continue;
-            }
             let elapsed = ctx.now - live.start[slot];
             let beat = &live.beat[slot];
             let remaining = if !beat.progress.is_nan() && beat.progress_rate > 0.0 {
@@ -176,6 +174,21 @@ impl Mantri {
                     .get_or_insert_with(|| Support::of(&view.stages[s]))
                     .remaining(elapsed)
             };
+            // Both tests need at least this (c / (c + 1) < 1), so most attempts stop here,
+            // before the task table is read. Only while some task runs several attempts
+            // (then a running copy is flagged) must a stopped attempt still be seen: it may be
+            // its task's quickest, which then judges, and fails, the task.
+            let task = live.task[slot] as usize;
+            let passes = remaining > rule.least;
+            if !passes && (view.speculative_running == 0 || tasks.running(task) < 2) {
+                continue;
+            }
+            let Some(running) = tasks.copyable(task) else {
+                continue;
+            };
+            if tasks.started[task].saturating_sub(1) >= self.max_restarts {
+                continue;
+            }
             let seen = Seen {
                 task: task as u32,
                 attempt: live.attempt[slot],
