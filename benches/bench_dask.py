@@ -31,7 +31,7 @@ def inc(x: int) -> int:
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
         c.wait_for_workers(2)
         yield c
 
@@ -83,7 +83,7 @@ def test_heartbeat_latency_worker_to_executor(benchmark, client):
     latencies: list[float] = []
 
     with sg.SpeculativeExecutor(client, policy=sg.SparkPolicy()) as ex:
-        engine = ex._dask
+        engine = ex._engine
         on_report = engine._on_report
 
         def timed(event):

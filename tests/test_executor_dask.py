@@ -25,7 +25,7 @@ def cluster():
     # the second one raises KilledWorker, so the kill test reaches both paths.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as local:
+                                      dashboard_address=":0") as local:
             yield local
 
 

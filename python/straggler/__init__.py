@@ -7,7 +7,8 @@ layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 
 from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
-from straggler.executor import AttemptEvent, ExecutorStats, SpeculativeExecutor
+from straggler._records import AttemptEvent, ExecutorStats
+from straggler.executor import SpeculativeExecutor
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 from straggler.simulation import SimulationResult, simulate
 

@@ -39,13 +39,20 @@ How an attempt travels (measured on dask 2026.8):
 from __future__ import annotations
 
 import collections
+import glob
 import logging
+import os
+import queue
+import shutil
 import threading
 import time
-import uuid
 from typing import Any, Callable, Optional
 
 from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
+from straggler._engines import EngineBase
+from straggler._engines.runners import make_staging
+from straggler._ledger import Attempt, FollowUp, Ledger, Task
+from straggler._scheduling import NodeBlocklist, choose_node
 
 # The longest the event thread waits for a result it saw finished: one whose worker died
 # meanwhile waits for a recomputation, which must not stall every other completion.
@@ -65,14 +72,15 @@ FLUSH_INTERVAL = 0.01
 class _WorkerAttempt:
     """An attempt running in a Dask worker: what ``heartbeat`` and ``current_attempt`` see."""
 
-    __slots__ = ("channel", "key", "fields", "start", "cancelled", "_beat", "beat_sent", "_context")
+    __slots__ = ("channel", "key", "fields", "staging", "start", "cancelled", "_beat", "beat_sent", "_context")
 
     clock: Callable[[], float] = staticmethod(time.monotonic)
 
-    def __init__(self, channel: "_WorkerChannel", key: str, fields: tuple) -> None:
+    def __init__(self, channel: "_WorkerChannel", key: str, fields: tuple, staging: Optional[str]) -> None:
         self.channel = channel
         self.key = key
-        self.fields = fields          # (task, attempt, speculative, staging_dir)
+        self.fields = fields          # (task, attempt, speculative)
+        self.staging = staging        # this execution's own staging directory
         self.start = time.monotonic()
         self.cancelled = False
         self._beat: Optional[tuple] = None
@@ -95,7 +103,8 @@ class _WorkerAttempt:
 
     def context(self) -> AttemptContext:
         if self._context is None:
-            task, number, speculative, staging = self.fields
+            task, number, speculative = self.fields
+            staging = self.staging
             node = self.channel.nodes.get(self.channel.address, -1)
             self._context = AttemptContext(task, number, speculative, node, staging, self)
         return self._context
@@ -116,8 +125,8 @@ class _WorkerChannel:
         self.address = ""
         self.thread: Optional[threading.Thread] = None
 
-    def enter(self, key: str, fields: tuple) -> _WorkerAttempt:
-        attempt = _WorkerAttempt(self, key, fields)
+    def enter(self, key: str, fields: tuple, staging: Optional[str]) -> _WorkerAttempt:
+        attempt = _WorkerAttempt(self, key, fields, staging)
         with self.lock:
             if self.thread is None:
                 from distributed import get_worker
@@ -128,7 +137,7 @@ class _WorkerChannel:
                                                daemon=True)
                 self.thread.start()
             self.running[key] = attempt
-            self.starts.append((key, attempt.start))
+            self.starts.append((key, attempt.start, staging))
         self.wake.set()
         return attempt
 
@@ -173,22 +182,36 @@ def _channel(name: str) -> _WorkerChannel:
     return channel
 
 
-def _run_attempt(channel_name: str, key: str, fields: tuple, fn: Callable[..., Any], args: tuple,
-                 kwargs: dict) -> tuple[bool, Any, str, float]:
-    """What Dask runs for every attempt. Returns (finished?, value, worker address, seconds):
-    finished is False when the attempt stopped because another attempt won."""
+def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[str], prefix: str,
+                 fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[bool, Any, str, float, Optional[str]]:
+    """What Dask runs for every attempt. Returns (finished?, value, worker address, seconds,
+    staging directory): finished is False when the attempt stopped because another attempt won.
+
+    With an ``output``, every execution makes its own staging directory here, when it starts:
+    Dask may run one key twice (its first worker died), and the second run must not write
+    into what the first left half done. The directory is reported with the start, so the
+    executor can remove it if the run is lost, and returned with the result it holds.
+    """
+    staging = make_staging(output, prefix) if output is not None else None
     channel = _channel(channel_name)
-    attempt = channel.enter(key, fields)
+    attempt = channel.enter(key, fields, staging)
     previous = _enter(attempt)
     try:
         value = fn(*args, **kwargs)
         finished = True
     except AttemptCancelled:
         value, finished = None, False
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed execution's output never counts
+        raise
     finally:
         _leave(previous)
         channel.leave(attempt)
-    return finished, value, channel.address, time.monotonic() - attempt.start
+    if not finished and staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging = None
+    return finished, value, channel.address, time.monotonic() - attempt.start, staging
 
 
 async def _mark_cancelled(channel_name: str, keys: list[str]) -> None:
@@ -226,14 +249,60 @@ def client_of(executor: Any) -> Optional[tuple[Any, dict]]:
     return None
 
 
-class DaskEngine:
+class DaskAttempt(Attempt):
+    """An attempt handed to Dask: it has a key, a Dask future, and a node once it reports its
+    start (``started``); ``pinned`` is the node a copy or retry was sent to (-1: Dask chose)."""
+
+    __slots__ = ("node", "key", "dask_future", "pinned", "started", "address")
+
+    def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
+        super().__init__(task, number, speculative, clock)
+        self.node = -1
+        self.key = ""
+        self.dask_future: Any = None
+        self.pinned = -1
+        self.started = False
+        self.address = ""
+
+
+class _WorkerCalls:
+    """One thread that makes the engine's calls to workers (``client.run``) and to the
+    scheduler that need not be waited for (``client.cancel``), one after the other.
+
+    A call to a worker that just died blocks until the connection gives up (up to Dask's
+    connect timeout, 30 s by default) and then raises: here it delays only later calls of the
+    same kind; no other thread of ours ever waits for a worker, and an error is logged.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.calls.put((call, args, kwargs))
+
+    def close(self) -> None:
+        self.calls.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            item = self.calls.get()
+            if item is None:
+                return
+            call, args, kwargs = item
+            try:
+                call(*args, **kwargs)
+            except Exception:
+                logger.info("straggler: a call to the Dask cluster failed (a worker left?)", exc_info=True)
+
+
+class DaskEngine(EngineBase):
     """The executor's side of a Dask cluster. Runs one event thread that applies the workers'
-    reports and settles ended attempts; everything it changes in the executor it changes under
-    the executor's lock, through the executor's own methods."""
+    reports and settles ended attempts, through the ledger's methods; see the module's
+    docstring."""
 
-    def __init__(self, executor: Any, client: Any, submit_options: dict) -> None:
-        from straggler._scheduling import NodeBlocklist
-
+    def __init__(self, client: Any, submit_options: dict) -> None:
         submit_options = dict(submit_options)
         if submit_options.pop("retries", 0):
             raise ValueError(
@@ -250,44 +319,61 @@ class DaskEngine:
         if submit_options:
             raise TypeError(f"unsupported Dask submit options: {sorted(submit_options)!r}")
 
-        self.executor = executor
         self.client = client
-        self.token = uuid.uuid4().hex[:12]
-        self.channel = f"straggler-{self.token}"
+        self.ledger: Optional[Ledger] = None  # type: ignore[assignment]
+        self.token = ""
+        self.channel = ""
         self.nodes: dict[str, int] = {}          # address -> node id
         self.addresses: list[str] = []           # node id -> address
         self.nthreads: dict[int, int] = {}       # live node -> threads
         self.running_on: collections.Counter[int] = collections.Counter()   # started attempts per node
         self.copies_on: collections.Counter[int] = collections.Counter()    # pinned, not yet started
         self.unstarted_originals = 0
-        self.by_key: dict[str, Any] = {}         # key -> its live _DaskAttempt
-        self.placement: dict[tuple[int, int], int] = {}   # (task id, attempt) -> node for a copy
-        self.task_nodes: dict[Any, set[int]] = {}         # _Task -> nodes it runs or ran on
-        self.lost_by_task: collections.Counter[int] = collections.Counter()
+        self.by_key: dict[str, DaskAttempt] = {}          # key -> its live attempt
+        self.task_nodes: dict[Task, set[int]] = {}        # task not settled -> nodes it runs or ran on
         self.stopped_unstarted: set[str] = set()          # cancelled before we saw them start
-        self.to_stop: list[Any] = []                      # losers to stop once the lock is free
-        self.blocklist = NodeBlocklist()
+        self.to_stop: list[DaskAttempt] = []              # losers to stop once the lock is free
+        self.to_sweep: list[Task] = []                    # settled tasks whose stray staging dirs to remove
         self.workers_refreshed = -1.0
         self.free_since: Optional[float] = None
-        # How long a thread may stay free while originals wait before we conclude they cannot
-        # take it: well above the start reports' latency (a flush window plus a check).
-        self.grace = max(0.2, 2 * executor._interval)
-
+        self.grace = 0.2
+        self.slots = 1
         self.reports: collections.deque = collections.deque()
         self.finished: collections.deque = collections.deque()
-        self.wake = threading.Condition(threading.Lock())
+        self.wake_events = threading.Condition(threading.Lock())
         self.closing = False
+        self.closed = False
+        self.calls: Optional[_WorkerCalls] = None
+        self.thread: Optional[threading.Thread] = None
         self.refresh_workers(force=True)
+
+    def bind(self, ledger: Ledger, blocklist: NodeBlocklist, interval: float) -> None:
+        super().bind(ledger, blocklist, interval)
+        self.token = ledger.token
+        self.channel = f"straggler-{self.token}"
+        # How long a thread may stay free while originals wait before we conclude they cannot
+        # take it: well above the start reports' latency (a flush window plus a check).
+        self.grace = max(0.2, 2 * interval)
+        self.calls = _WorkerCalls(f"straggler-dask-calls-{self.token}")
+        with ledger.lock:
+            ledger.slots = self.slots
+        if self.nodes:
+            self.calls.put(self.client.run, _learn_nodes, self.channel, dict(self.nodes), wait=False,
+                           on_error="ignore")
         # Subscribed before any attempt is submitted: both go through the client's one batched
         # stream to the scheduler, in order, so no report can precede the subscription.
-        client.subscribe_topic(self.channel, self._on_report)
+        self.client.subscribe_topic(self.channel, self._on_report)
         self.thread = threading.Thread(target=self._event_loop, name="straggler-dask", daemon=True)
         self.thread.start()
 
     # --- workers and nodes ------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        self.refresh_workers()
+
     def refresh_workers(self, force: bool = False) -> None:
-        """Re-read the cluster's workers (an RPC; at most once a second unless forced)."""
+        """Re-read the cluster's workers (an RPC to the scheduler; at most once a second unless
+        forced)."""
         now = time.monotonic()
         if not force and now - self.workers_refreshed < 1.0:
             return
@@ -296,28 +382,35 @@ class DaskEngine:
         workers = {address: int(w.get("nthreads", 1)) for address, w in info.get("workers", {}).items()}
         if self.universe is not None:
             workers = {a: n for a, n in workers.items() if a in self.universe}
-        learned = {}
+        learned = False
         nthreads = {}
-        for address, threads in workers.items():
-            node = self.nodes.get(address)
-            if node is None:
-                node = self.nodes[address] = len(self.addresses)
-                self.addresses.append(address)
-                learned[address] = node
-            nthreads[node] = threads
-        ex = self.executor
-        with ex._lock:
+        ledger = self.ledger
+        lock = ledger.lock if ledger is not None else threading.Lock()
+        with lock:
+            for address, threads in workers.items():
+                node = self.nodes.get(address)
+                if node is None:
+                    node = self.nodes[address] = len(self.addresses)
+                    self.addresses.append(address)
+                    learned = True
+                nthreads[node] = threads
             self.nthreads = nthreads
-            ex._slots = max(1, sum(nthreads.values()))
-        if learned:
-            self.client.run(_learn_nodes, self.channel, dict(self.nodes), wait=False)
+            self.slots = max(1, sum(nthreads.values()))
+            if ledger is not None:
+                ledger.slots = self.slots
+            nodes = dict(self.nodes)
+        if learned and self.calls is not None:
+            self.calls.put(self.client.run, _learn_nodes, self.channel, nodes, wait=False, on_error="ignore")
 
-    def node_of(self, address: str) -> int:
+    def _node_of_locked(self, address: str) -> int:
         node = self.nodes.get(address)
         if node is None:  # a worker newer than our last look at the cluster
             node = self.nodes[address] = len(self.addresses)
             self.addresses.append(address)
         return node
+
+    def describe_node(self, node: int) -> str:
+        return self.addresses[node] if 0 <= node < len(self.addresses) else f"node {node}"
 
     def _free_nodes(self) -> dict[int, int]:
         return {
@@ -325,7 +418,7 @@ class DaskEngine:
             for node, threads in self.nthreads.items()
         }
 
-    def _waiting_alone(self) -> list[Any]:
+    def _waiting_alone(self) -> list[DaskAttempt]:
         """Originals handed to Dask, not started, and their task's only attempt, oldest first."""
         return sorted(
             (a for a in self.by_key.values()
@@ -334,7 +427,11 @@ class DaskEngine:
             key=lambda a: a.start,
         )
 
-    def relocate_locked(self, now: float) -> bool:
+    def pending_locked(self) -> int:
+        # Originals handed to the cluster but not started yet still wait for a slot.
+        return self.unstarted_originals
+
+    def rebalance_locked(self, now: float) -> bool:
         """Start again, on an idle worker, the originals that wait behind a busy one.
 
         Dask keeps a task it queued on a worker there (with worker-saturation 1.1 a 1-thread
@@ -344,11 +441,9 @@ class DaskEngine:
         second attempt pinned to a free node (not a copy: it never ran); whichever starts and
         finishes first wins, and the other is cancelled in Dask before it runs.
         """
-        from straggler._scheduling import choose_node
-
-        ex = self.executor
+        ledger = self.ledger
         free_nodes = self._free_nodes()
-        if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ex._pending:
+        if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ledger.pending:
             self.free_since = None
             return False
         if self.free_since is None:
@@ -363,17 +458,13 @@ class DaskEngine:
             if node == -1:
                 break
             task = attempt.task
-            number = task.next_attempt
-            task.next_attempt += 1
-            ex._queue_locked(task, number, speculative=False)
-            self.placement[(task.id, number)] = node
+            ledger.queue_locked(task, ledger.next_number_locked(task), speculative=False, node=node)
             free_nodes[node] -= 1
             moved = True
         return moved
 
-    def situation_locked(self, det_tasks: list[int], feed: Any, now: float) -> dict:
-        """The planner's view of the cluster (under the executor's lock)."""
-        ex = self.executor
+    def nodes_locked(self, tasks: list[Optional[Task]], det_tasks: list[int], now: float) -> Optional[dict]:
+        """The planner's view of the cluster (under the ledger's lock)."""
         free_nodes = self._free_nodes()
         free_slots = sum(max(0, free) for free in free_nodes.values())
         # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
@@ -382,91 +473,76 @@ class DaskEngine:
         if free_slots > 0 and waiting:
             waiting = len(self._waiting_alone())
         task_nodes = {}
-        for det_task in det_tasks:
-            nodes = self.task_nodes.get(feed.tasks[det_task])
+        for det_task, task in zip(det_tasks, tasks):
+            nodes = self.task_nodes.get(task) if task is not None else None
             if nodes:
                 task_nodes[det_task] = frozenset(nodes)
-        slow = frozenset(int(n) for n in feed.detector.slow_nodes(now)) if ex._policy.kind == "late" else frozenset()
         return dict(
-            pending=ex._pending + waiting,
+            pending=self.ledger.pending + waiting,
             free_slots=free_slots,
             free_nodes=free_nodes,
             task_nodes=task_nodes,
-            blocked_nodes=self.blocklist.blocked(now),
-            slow_nodes=slow,
         )
 
     # --- dispatch ---------------------------------------------------------------------------
 
-    def dispatch(self) -> None:
-        """Hand every queued attempt to Dask (called with the executor's lock free)."""
-        from straggler.executor import _DaskAttempt
-
-        ex = self.executor
+    def wake(self) -> None:
+        """Hand every queued attempt to Dask (called with the ledger's lock free)."""
+        ledger = self.ledger
         batch = []
-        with ex._lock:
-            ready = ex._ready
-            while ready:
-                task, number, speculative = ready.popleft()
-                ex._unqueue_locked(task, speculative)
-                node = self.placement.pop((task.id, number), -1)
-                if task.done:
-                    continue
-                if number == 0 and task.future.cancelled():
-                    task.done = True  # cancelled by its caller before it was handed to Dask
-                    continue
-                speculative = speculative and bool(task.running)
-                attempt = _DaskAttempt(task, number, speculative, ex._clock)
-                attempt.key = f"{_funcname(task.fn)}-{task.id}-{number}-{self.token}"
+        with ledger.lock:
+            while True:
+                taken = ledger.take_locked(DaskAttempt, start=False)
+                if taken is None:
+                    break
+                attempt, node = taken
+                assert isinstance(attempt, DaskAttempt)
+                task = attempt.task
+                attempt.key = f"{_funcname(task.fn)}-{task.id}-{attempt.number}-{self.token}"
                 attempt.pinned = node
-                task.running.append(attempt)
-                ex._active += 1
-                ex._runners += 1
-                ex._n_attempts += 1
-                if speculative:
-                    ex._spec_active += 1
-                    ex._n_speculative += 1
+                ledger.busy += 1
                 if node >= 0:
                     self.copies_on[node] += 1
-                elif not speculative:
+                elif not attempt.speculative:
                     self.unstarted_originals += 1
                 self.by_key[attempt.key] = attempt
                 batch.append((attempt, task.fn, task.args, task.kwargs))
-        blocked = self.blocklist.blocked(ex._clock()) if batch else frozenset()
+        if not batch:
+            return
+        blocked = self.blocklist.blocked(ledger.clock())
         for attempt, fn, args, kwargs in batch:
             self._submit(attempt, fn, args, kwargs, blocked)
 
-    def _submit(self, attempt: Any, fn: Callable[..., Any], args: tuple, kwargs: dict, blocked: frozenset) -> None:
-        ex = self.executor
+    def _submit(self, attempt: DaskAttempt, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                blocked: frozenset) -> None:
         task = attempt.task
         options: dict[str, Any] = {"key": attempt.key, "pure": False}
         if self.resources is not None:
             options["resources"] = self.resources
-        if attempt.pinned >= 0 or blocked or self.universe is not None:
-            # Dask leaves a task whose named workers have all gone in "no-worker" for good, even
-            # with allow_other_workers: name only workers alive now (a fresh look, as these
-            # attempts are few), and drop a pin to a worker that has left.
-            self.refresh_workers(force=True)
-        if attempt.pinned >= 0 and attempt.pinned in self.nthreads:
-            options.update(workers=[self.addresses[attempt.pinned]], allow_other_workers=True, priority=1)
-        elif blocked or self.universe is not None:
-            # While Flink blocks nodes, new attempts avoid them by naming the others; loose, so
-            # that they still run if only blocked ones are left.
-            allowed = [a for a, n in self.nodes.items() if n in self.nthreads and n not in blocked]
-            if allowed:
-                options.update(workers=allowed, allow_other_workers=self.universe is None)
-        if attempt.number > 0:
-            options["priority"] = 1
         try:
-            staging = None
-            if task.options is not None and task.options.output is not None:
-                staging = attempt.staging = ex._make_staging(task.options.output, task.id, attempt.number)
-            fields = (task.id, attempt.number, attempt.speculative, staging)
-            future = self.client.submit(_run_attempt, self.channel, attempt.key, fields, fn, args, kwargs, **options)
-        except BaseException as exc:  # e.g. a closed client: the attempt fails like any other
-            with self.wake:
+            if attempt.pinned >= 0 or blocked or self.universe is not None:
+                # Dask leaves a task whose named workers have all gone in "no-worker" for good,
+                # even with allow_other_workers: name only workers alive now (a fresh look, as
+                # these attempts are few), and drop a pin to a worker that has left.
+                self.refresh_workers(force=True)
+            if attempt.pinned >= 0 and attempt.pinned in self.nthreads:
+                options.update(workers=[self.addresses[attempt.pinned]], allow_other_workers=True, priority=1)
+            elif blocked or self.universe is not None:
+                # While Flink blocks nodes, new attempts avoid them by naming the others; loose,
+                # so that they still run if only blocked ones are left.
+                allowed = [a for a, n in self.nodes.items() if n in self.nthreads and n not in blocked]
+                if allowed:
+                    options.update(workers=allowed, allow_other_workers=self.universe is None)
+            if attempt.number > 0:
+                options["priority"] = 1
+            prefix = self.ledger.staging_prefix(task, attempt.number) if task.output is not None else ""
+            fields = (task.id, attempt.number, attempt.speculative)
+            future = self.client.submit(_run_attempt, self.channel, attempt.key, fields, task.output, prefix,
+                                        fn, args, kwargs, **options)
+        except Exception as exc:  # e.g. a closed client: the attempt fails like any other
+            with self.wake_events:
                 self.finished.append((attempt, exc))
-                self.wake.notify()
+                self.wake_events.notify()
             return
         attempt.dask_future = future
         future.add_done_callback(self._on_done)
@@ -474,21 +550,29 @@ class DaskEngine:
     # --- reports and completions (Dask's threads: only queue them) -----------------------------
 
     def _on_report(self, event: tuple) -> None:
-        received = self.executor._clock()
-        with self.wake:
+        received = self.ledger.clock()
+        with self.wake_events:
             self.reports.append((received, event[1]))
-            self.wake.notify()
+            self.wake_events.notify()
 
     def _on_done(self, future: Any) -> None:
-        with self.wake:
+        with self.wake_events:
             self.finished.append((None, future))
-            self.wake.notify()
+            self.wake_events.notify()
 
-    def close(self) -> None:
-        with self.wake:
+    def close(self, wait: bool) -> None:
+        with self.wake_events:
+            if self.closed:
+                return
             self.closing = True
-            self.wake.notify()
-        self.thread.join()
+            self.wake_events.notify()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self.wake_events:
+            self.closed = True
+        if self.calls is not None:
+            self.calls.close()
         try:
             self.client.unsubscribe_topic(self.channel)
         except Exception:  # pragma: no cover - the client closed first
@@ -497,40 +581,42 @@ class DaskEngine:
     # --- the event thread -------------------------------------------------------------------
 
     def _event_loop(self) -> None:
-        try:
-            while True:
-                with self.wake:
-                    while not (self.reports or self.finished or self.closing or self.to_stop):
-                        self.wake.wait()
-                    if self.closing and not (self.reports or self.finished):
-                        return
-                    reports, self.reports = self.reports, collections.deque()
-                    finished, self.finished = self.finished, collections.deque()
-                marks: dict[str, list[str]] = {}
-                if reports:
-                    self._apply_reports(reports, marks)
-                if finished:
-                    self._settle(finished, marks)
-                self._stop_losers(marks)
-                self.dispatch()
-        except BaseException:  # pragma: no cover - a bug here must not pass silently
-            logger.exception("straggler's Dask event thread stopped; attempts on Dask are no longer settled")
-            raise
+        while True:
+            with self.wake_events:
+                while not (self.reports or self.finished or self.closing or self.to_stop):
+                    self.wake_events.wait()
+                if self.closing and not (self.reports or self.finished):
+                    return
+                reports, self.reports = self.reports, collections.deque()
+                finished, self.finished = self.finished, collections.deque()
+            # Nothing may end this thread: it alone settles attempts on Dask.
+            marks: dict[str, list[str]] = {}
+            for step, args in ((self._apply_reports, (reports, marks)), (self._settle, (finished, marks)),
+                               (self._stop_losers, (marks,)), (self._sweep, ()), (self.wake, ())):
+                try:
+                    step(*args)  # type: ignore[operator]
+                except Exception:
+                    logger.exception("straggler: a step of the Dask event thread failed; continuing")
 
     def _apply_reports(self, reports: collections.deque, marks: dict[str, list[str]]) -> None:
-        ex = self.executor
-        with ex._lock:
+        if not reports:
+            return
+        ledger = self.ledger
+        removals = []
+        with ledger.lock:
             for received, message in reports:
                 address = message["worker"]
                 shift = received - message["sent"]  # worker clock -> executor clock
-                for key, at in message["starts"]:
+                for key, at, staging in message["starts"]:
                     attempt = self.by_key.get(key)
                     if attempt is None:
                         if key in self.stopped_unstarted:
-                            self.stopped_unstarted.discard(key)
                             marks.setdefault(address, []).append(key)
                         continue
-                    self._start_locked(attempt, address, at + shift)
+                    removed = self._start_locked(attempt, address, at + shift, staging)
+                    if removed is not None:
+                        removals.append(removed)
+                    attempt = self.by_key[key]
                     if attempt.cancelled:
                         marks.setdefault(address, []).append(key)
                 for key, at, progress, records in message["beats"]:
@@ -542,51 +628,44 @@ class DaskEngine:
                     # every attempt's times in order.
                     floor = attempt.start if beat is None else beat[0]
                     attempt.beat = (max(at + shift, floor), progress, records)
+        for staging in removals:
+            shutil.rmtree(staging, ignore_errors=True)
 
-    def _start_locked(self, attempt: Any, address: str, at: float) -> None:
-        """A start report (or, without one, a result) shows where and when the attempt runs."""
-        from straggler.executor import _DaskAttempt
-
-        ex = self.executor
+    def _start_locked(self, attempt: DaskAttempt, address: str, at: float, staging: Optional[str]) -> Optional[str]:
+        """A start report (or, without one, a result) shows where and when the attempt runs.
+        Returns the staging directory of a run this start replaced, to remove."""
+        ledger = self.ledger
         task = attempt.task
-        node = self.node_of(address)
+        node = self._node_of_locked(address)
+        removed = None
         if attempt.started:
             if attempt.address == address:
-                return  # a duplicate report
+                return None  # a duplicate report
             # Dask reran the key after its worker died: that run is lost, not failed; the rerun
             # is a new attempt for the Detector (same number for the task, which cannot tell).
-            rerun = _DaskAttempt(task, attempt.number, attempt.speculative, ex._clock)
+            rerun = ledger.rerun_locked(attempt, DaskAttempt, at)
+            assert isinstance(rerun, DaskAttempt)
             rerun.key, rerun.dask_future, rerun.pinned = attempt.key, attempt.dask_future, -1
-            rerun.staging, rerun.cancelled = attempt.staging, attempt.cancelled
-            beat = attempt.beat
-            attempt.end = max(at, attempt.start, beat[0] if beat is not None else attempt.start)
-            attempt.outcome = "lost"
+            removed, attempt.staging = attempt.staging, None  # what the lost run left half written
             attempt.dask_future = None
-            task.running[task.running.index(attempt)] = rerun
             self.running_on[attempt.node] -= 1
-            ex._n_lost += 1
-            ex._n_attempts += 1
-            ex._wasted += attempt.end - attempt.start
-            ex._inbox.extend(("end", attempt))
-            ex._log.append(attempt)
             self.by_key[attempt.key] = rerun
             attempt = rerun
         else:
             self._unstarted_locked(attempt)
-            if not task.done and not task.future.running():
-                if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
-                    task.done = True  # its caller cancelled it while it waited in Dask
-                    ex._stop_others_locked(task)
+            ledger.claim_locked(task)  # its caller may have cancelled it while it waited in Dask
         attempt.started = True
         attempt.start = at
         attempt.address = address
         attempt.node = node
+        attempt.staging = staging
         self.running_on[node] += 1
-        self.task_nodes.setdefault(task, set()).add(node)
-        ex._inbox.extend(("start", attempt))
-        ex._log.append(attempt)
+        if not task.done:
+            self.task_nodes.setdefault(task, set()).add(node)
+        ledger.started_locked(attempt)
+        return removed
 
-    def _unstarted_locked(self, attempt: Any) -> None:
+    def _unstarted_locked(self, attempt: DaskAttempt) -> None:
         """The attempt no longer waits in Dask: it started, or ended without starting."""
         if attempt.pinned >= 0:
             self.copies_on[attempt.pinned] -= 1
@@ -594,15 +673,17 @@ class DaskEngine:
             self.unstarted_originals -= 1
 
     def _settle(self, finished: collections.deque, marks: dict[str, list[str]]) -> None:
+        if not finished:
+            return
         from distributed.scheduler import KilledWorker
 
-        ex = self.executor
-        outcomes = []   # (attempt, result, error, address, seconds, lost?)
+        ledger = self.ledger
+        outcomes = []   # (attempt, result, error, address, seconds, staging, lost?)
         gathered = []
-        seen: set[Any] = set()
+        seen: set[DaskAttempt] = set()
         for attempt, item in finished:
             if attempt is not None:  # submission failed: item is the error
-                outcomes.append((attempt, None, item, None, None, False))
+                outcomes.append((attempt, None, item, None, None, None, False))
                 continue
             attempt = self.by_key.get(item.key)
             if attempt is None or attempt.dask_future is not item:
@@ -615,136 +696,141 @@ class DaskEngine:
                 gathered.append((attempt, item))
             elif status == "error":
                 error = item.exception()
-                outcomes.append((attempt, None, error, None, None, isinstance(error, KilledWorker)))
+                outcomes.append((attempt, None, error, None, None, None, isinstance(error, KilledWorker)))
             else:
                 # "cancelled" by us (a loser) is a kill; cancelled by anyone else, or "lost"
                 # (its result died with a worker), the attempt is lost and the task requeued.
                 error = AttemptCancelled(f"task {attempt.task.id}: the Dask task was {status}")
-                outcomes.append((attempt, None, error, None, None, not attempt.cancelled))
+                outcomes.append((attempt, None, error, None, None, None, not attempt.cancelled))
         if gathered:
-            try:
-                import distributed
-
-                futures = [f for _, f in gathered]
-                distributed.wait(futures, timeout=_FETCH_TIMEOUT)  # a lost one times out
-                values = self.client.gather(futures)
-            except Exception:
-                # One result could not be fetched (its worker died after it finished): fetch one
-                # by one; Dask recomputes what was lost, and the done callback fires again.
-                # A lost result may wait for a recomputation, so never wait long for one here.
-                values = []
-                for _, future in gathered:
-                    try:
-                        values.append(future.result(timeout=_FETCH_TIMEOUT))
-                    except Exception:
-                        values.append(None)
-                        future.add_done_callback(self._on_done)
+            values = self._fetch(gathered)
             for (attempt, _), value in zip(gathered, values):
                 if value is None:
                     continue  # settled when its done callback fires again
-                finished_ok, result, address, seconds = value
+                finished_ok, result, address, seconds, staging = value
                 error = None
                 if not finished_ok:
                     error = AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
-                outcomes.append((attempt, result, error, address, seconds, False))
-        follow_ups = []
-        with ex._lock:
-            now = ex._clock()
-            for attempt, result, error, address, seconds, lost in outcomes:
+                outcomes.append((attempt, result, error, address, seconds, staging, False))
+        follow_ups: list[FollowUp] = []
+        removals: list[str] = []
+        ended = 0
+        with ledger.lock:
+            now = ledger.clock()
+            for attempt, result, error, address, seconds, staging, lost in outcomes:
                 task = attempt.task
-                if not task.done and not task.future.running():
-                    # Not seen running yet, so its Future is still PENDING: claim it as
+                self.stopped_unstarted.discard(attempt.key)
+                if not task.done:
+                    # Not seen running yet, so its Future may still be PENDING: claim it as
                     # ThreadPoolExecutor does before a task runs (its caller may have cancelled it).
-                    if task.future.cancelled() or not task.future.set_running_or_notify_cancel():
-                        task.done = True
-                        ex._stop_others_locked(task)
+                    ledger.claim_locked(task)
                 if not attempt.started:
                     if address is not None:
                         # The result came before the start report (two channels): start it now.
-                        self._start_locked(attempt, address, now - seconds)
+                        removed = self._start_locked(attempt, address, now - seconds, None)
+                        if removed is not None:
+                            removals.append(removed)
+                        attempt = self.by_key[attempt.key]
                     else:
                         # Ended before it was seen running (cancelled in Dask's queue, or its
                         # worker died first): it has no Detector row and wasted nothing.
                         self._unstarted_locked(attempt)
                         attempt.start = now
-                        ex._log.append(attempt)
-                beat = attempt.beat
+                        ledger.started_locked(attempt)
+                if staging is not None:
+                    if attempt.staging is not None and attempt.staging != staging:
+                        removals.append(attempt.staging)
+                    attempt.staging = staging  # the execution that produced this result
                 end = now if seconds is None else attempt.start + seconds
-                attempt.end = max(end, attempt.start, beat[0] if beat is not None else attempt.start)
                 del self.by_key[attempt.key]
                 attempt.dask_future = None
                 if attempt.node >= 0:
                     self.running_on[attempt.node] -= 1
-                ex._runners -= 1
+                ended += 1
                 if lost:
-                    follow_up = self._lose_locked(attempt, error)
+                    follow_up = ledger.lose_locked(attempt, error, end)
                 else:
-                    follow_up = ex._settle_locked(attempt, result, error)
+                    follow_up = ledger.settle_locked(attempt, result, error, end)
                 if follow_up is not None:
                     follow_ups.append(follow_up)
-            ex._changed.notify_all()
+                if task.done and not task.running:
+                    self.task_nodes.pop(task, None)
+                    if task.output is not None:
+                        self.to_sweep.append(task)
+        for staging in removals:
+            shutil.rmtree(staging, ignore_errors=True)
         for follow_up in follow_ups:
-            ex._follow_up(follow_up)
+            ledger.finish_up(follow_up)
+        if ended:
+            with ledger.changed:
+                ledger.busy -= ended
+                ledger.changed.notify_all()
 
-    def _lose_locked(self, attempt: Any, error: BaseException) -> Optional[tuple]:
-        """The cluster lost the attempt (its workers died): requeue the task as a new attempt
-        without counting a failure, unless it lost ``max_failures`` attempts this way."""
-        ex = self.executor
-        task = attempt.task
-        task.running.remove(attempt)
-        ex._active -= 1
-        if attempt.speculative:
-            ex._spec_active -= 1
-        attempt.outcome = "lost"
-        ex._n_lost += 1
-        ex._wasted += attempt.end - attempt.start
-        ex._inbox.extend(("end", attempt))
-        ex._log.append(attempt)
-        resolve = None
-        if not task.done:
-            self.lost_by_task[task.id] += 1
-            if self.lost_by_task[task.id] >= ex._max_failures:
-                task.done = True
-                ex._stop_others_locked(task)
-                resolve = (task, None, error)
-            elif not task.running and not task.queued:
-                number = task.next_attempt
-                task.next_attempt += 1
-                ex._queue_locked(task, number, speculative=False, front=True)
-        staging = attempt.staging
-        if staging is not None or resolve is not None:
-            return (staging, resolve)
-        return None
+    def _fetch(self, gathered: list) -> list:
+        """The results of finished Dask futures; None for one that could not be fetched (its
+        worker died after it finished: Dask recomputes it and the done callback fires again)."""
+        import distributed
+
+        futures = [f for _, f in gathered]
+        try:
+            distributed.wait(futures, timeout=_FETCH_TIMEOUT)  # a lost one times out
+            return self.client.gather(futures)
+        except Exception:
+            # Fetch one by one; a lost result may wait for a recomputation, so never wait long
+            # for one here.
+            values = []
+            for _, future in gathered:
+                try:
+                    values.append(future.result(timeout=_FETCH_TIMEOUT))
+                except Exception:
+                    values.append(None)
+                    future.add_done_callback(self._on_done)
+            return values
+
+    def _sweep(self) -> None:
+        """Remove what executions whose start was never reported (their worker died first)
+        left beside the outputs of settled tasks: every staging directory of a task is named
+        after it and this executor, and none is needed once the task has nothing running."""
+        with self.ledger.lock:
+            tasks, self.to_sweep = self.to_sweep, []
+        for task in tasks:
+            prefix = self.ledger.staging_prefix(task, 0)[: -len("0-")]  # ".<name>.straggler-<token>-t<id>a"
+            for path in glob.glob(os.path.join(os.path.dirname(task.output), glob.escape(prefix) + "*")):
+                shutil.rmtree(path, ignore_errors=True)
 
     def cancel_unstarted(self) -> None:
         """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Dask."""
-        ex = self.executor
-        with ex._lock:
+        ledger = self.ledger
+        with ledger.lock:
             waiting = [
                 (a.task, a.task.future) for a in self.by_key.values()
                 if not a.started and a.number == 0 and not a.speculative and not a.task.done
+                and not a.task.claimed
             ]
         # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
         # meanwhile is RUNNING, and cancel() leaves it alone (one settled meanwhile has dropped
         # its Future, hence the pairs taken under the lock).
         cancelled = [task for task, future in waiting if future.cancel()]
-        with ex._lock:
+        with ledger.lock:
             for task in cancelled:
-                task.done = True
-                ex._stop_others_locked(task)
-        with self.wake:
-            self.wake.notify()  # the event thread cancels them in Dask
+                if not task.done:
+                    ledger.abandon_locked(task)
+        with self.wake_events:
+            self.wake_events.notify()  # the event thread cancels them in Dask
 
     # --- stopping losers --------------------------------------------------------------------
 
-    def stop_locked(self, attempt: Any) -> None:
-        """Called by the executor (under its lock) for each losing attempt."""
+    def stop_attempt(self, attempt: Attempt) -> None:
+        """The ledger's stop hook (under its lock): the event thread stops it."""
+        assert isinstance(attempt, DaskAttempt)
         self.to_stop.append(attempt)
+        with self.wake_events:
+            self.wake_events.notify()
 
     def _stop_losers(self, marks: dict[str, list[str]]) -> None:
-        ex = self.executor
+        ledger = self.ledger
         cancel = []
-        with ex._lock:
+        with ledger.lock:
             losers, self.to_stop = self.to_stop, []
             for attempt in losers:
                 if attempt.started:
@@ -754,11 +840,16 @@ class DaskEngine:
                     # start report finds the key here and marks it.
                     self.stopped_unstarted.add(attempt.key)
                     cancel.append(attempt.dask_future)
+            alive = {self.addresses[n] for n in self.nthreads}
+        calls = self.calls
+        assert calls is not None
         for address, keys in marks.items():
-            if address:
-                self.client.run(_mark_cancelled, self.channel, keys, workers=[address], wait=False)
+            # A worker that has left has nothing to stop (its attempts are lost or rerun).
+            if address and address in alive:
+                calls.put(self.client.run, _mark_cancelled, self.channel, keys, workers=[address], wait=False,
+                          on_error="ignore")
         if cancel:
-            self.client.cancel(cancel)
+            calls.put(self.client.cancel, cancel)
 
 
 def _funcname(fn: Any) -> str:

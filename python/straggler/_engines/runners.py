@@ -1,0 +1,128 @@
+"""Runner loops: what the thread engine and the pool engine share.
+
+A *runner* takes queued attempts from the ledger and runs them back to back until the ready
+queue is empty; at most ``slots`` runners exist at once. Settling an ended attempt and taking
+the next share one hold of the ledger's lock; the Future is resolved (its callbacks may submit
+again) without it, and a runner leaves only after that, so ``shutdown(wait=True)`` never
+returns before every Future is resolved. How one attempt runs is the subclass's ``execute``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Optional
+
+from straggler._context import _enter, _leave
+from straggler._engines import EngineBase
+from straggler._ledger import Attempt, Task
+
+__all__ = ["RunnerEngine", "call_in_attempt", "make_staging"]
+
+logger = logging.getLogger("straggler")
+
+
+def call_in_attempt(fn: Callable[..., Any], current: Any, args: tuple, kwargs: dict) -> Any:
+    """Run ``fn`` with ``current`` as the running attempt: what an engine (maybe in another
+    process, then with an ``AttemptContext``) executes for every attempt handed to it."""
+    previous = _enter(current)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _leave(previous)
+
+
+def make_staging(output: str, prefix: str) -> str:
+    """A new, empty staging directory for one execution of an attempt, beside ``output`` (so
+    the rename that commits it stays on one filesystem and is atomic)."""
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+class RunnerEngine(EngineBase):
+    """Runs attempts in runner loops on ``self.runner_pool`` (a ``ThreadPoolExecutor``)."""
+
+    attempt_type: Callable[..., Attempt] = Attempt
+    runner_pool: concurrent.futures.Executor
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.runners = 0
+
+    def wake(self) -> None:
+        ledger = self.ledger
+        with ledger.lock:
+            wanted = min(self.slots - self.runners, len(ledger.ready))
+            if wanted <= 0:
+                return
+            self.runners += wanted
+            ledger.busy += wanted
+        for _ in range(wanted):
+            try:
+                self.runner_pool.submit(self._run)
+            except RuntimeError:
+                self._runner_refused()
+
+    def _runner_refused(self) -> None:
+        # The pool was shut down under us; the runners already going drain the queue, and if
+        # none is left the queued tasks fail rather than wait for ever.
+        ledger = self.ledger
+        with ledger.changed:
+            self.runners -= 1
+            ledger.busy -= 1
+            failed = ledger.fail_queue_locked() if self.runners == 0 else []
+        error = RuntimeError("the engine's thread pool was shut down")
+        for task in failed:
+            if task.future.set_running_or_notify_cancel():
+                task.future.set_exception(error)
+
+    def _run(self) -> None:
+        ledger = self.ledger
+        lock = ledger.lock
+        attempt_type = self.attempt_type
+        ended: Optional[tuple[Attempt, Any, Optional[BaseException]]] = None
+        while True:
+            follow_up = None
+            with lock:
+                if ended is not None:
+                    follow_up = ledger.settle_locked(*ended)
+                    ended = None
+                taken = ledger.take_locked(attempt_type)
+                if taken is None and follow_up is None:
+                    self.runners -= 1
+                    ledger.busy -= 1
+                    ledger.changed.notify_all()
+                    return
+                if taken is not None:
+                    attempt = taken[0]
+                    task = attempt.task
+                    # Taken now: the winner clears them from the task once it settles.
+                    fn, args, kwargs = task.fn, task.args, task.kwargs
+            if follow_up is not None:
+                ledger.finish_up(follow_up)
+            if taken is not None:
+                ended = (attempt, *self._attempt(attempt, task, fn, args, kwargs))
+
+    def _attempt(self, attempt: Attempt, task: Task, fn: Callable[..., Any], args: tuple, kwargs: dict
+                 ) -> tuple[Any, Optional[BaseException]]:
+        """Run one attempt; its result and its error (None if it returned)."""
+        result: Any = None
+        error: Optional[BaseException] = None
+        try:
+            if task.output is not None:
+                attempt.staging = make_staging(task.output, self.ledger.staging_prefix(task, attempt.number))
+            result = self.execute(attempt, fn, args, kwargs)
+        except BaseException as exc:  # like ThreadPoolExecutor: the task's error goes to its Future
+            error = exc
+        attempt.end = attempt.clock()
+        if error is not None and attempt.staging is not None:
+            shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
+            attempt.staging = None
+        return result, error
+
+    def execute(self, attempt: Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        raise NotImplementedError  # pragma: no cover

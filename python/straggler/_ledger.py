@@ -1,0 +1,506 @@
+"""The ledger: the executor's tasks, attempts, ready queue, counters, scheduler inbox and event
+log, and the only code that changes them.
+
+Everyone else (the executor's front, the scheduler thread, the engines) reads and changes this
+state through the methods here, under ``Ledger.lock``. A method whose name ends in ``_locked``
+must be called with the lock held; it never blocks and never calls out of the package, so
+that an engine may call it from any thread. Work that must run without the lock (resolving a
+Future runs its callbacks, removing a staging directory touches the disk) comes back as a
+``FollowUp`` for the caller to pass to ``finish_up`` once the lock is free.
+
+An attempt's life, as the ledger sees it:
+
+    queue_locked ──▶ take_locked ──▶ started_locked ──▶ settle_locked / lose_locked
+    (ready queue)    (handed to the   (running: the      (ended: won, failed, killed,
+                      engine)          Detector sees it)   lost)
+
+``take_locked(start=True)`` does the first two steps at once (an engine that runs the attempt
+in this process knows it starts now). The scheduler inbox receives every task, start and end
+in the order they happened; the event log keeps the starts and ends for ``events()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import shutil
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Iterator, NamedTuple, Optional
+
+from straggler._context import AttemptContext, TaskOptions
+from straggler._records import AttemptEvent, ExecutorStats
+
+__all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "Task", "STAGING_MARK"]
+
+# The inbox's and the event log's entry kinds (each entry is a kind followed by its object:
+# a flat list, no tuple per entry, so the garbage collector has fewer objects to scan).
+TASK, START, END = "task", "start", "end"
+
+# Staging directories are named ``.<output name>.<STAGING_MARK>-<executor>-t<task>a<attempt>-…``
+# beside the output, so the rename that commits the winner stays on one filesystem.
+STAGING_MARK = "straggler"
+
+
+class Task:
+    __slots__ = (
+        "id", "fn", "args", "kwargs", "future", "stage", "options", "output", "done", "failures",
+        "lost", "running", "queued", "next_attempt", "det_id", "det_won", "claimed",
+    )
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, stage: str,
+                 task_options: Optional[TaskOptions], output: Optional[str]) -> None:
+        self.id = -1
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.future: Future = Future()
+        self.stage = stage
+        self.options = task_options
+        self.output = output          # the absolute output path, resolved once at submit
+        self.done = False             # settled: won, failed for good, or cancelled
+        self.failures = 0
+        self.lost = 0                 # attempts the engine lost (never failures)
+        self.running: list[Attempt] = []
+        self.queued = 0               # attempts of it in the ready queue
+        self.next_attempt = 1         # attempt numbers handed to retries and copies
+        self.det_id = -1              # the Detector's id, set by the scheduler thread
+        self.det_won = False          # the Detector was told of its win (scheduler thread only)
+        self.claimed = False          # its Future was moved to RUNNING
+
+
+class Attempt:
+    """One attempt, and the live link its task sees (``cancelled``, ``beat``, ``clock``): one
+    object per attempt, because the executor's cost per task is what a no-op job measures."""
+
+    __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "detector_id",
+                 "beat_sent", "cancelled", "beat", "clock", "staging", "_context", "__weakref__")
+
+    node = 0  # engines without nodes to choose run everything on node 0
+
+    def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
+        self.task = task
+        self.number = number
+        self.speculative = speculative
+        self.clock = clock
+        self.start = clock()
+        self.end = math.nan
+        self.outcome = ""             # an Outcome once ended
+        self.detector_id = -1
+        self.beat_sent: Optional[tuple] = None
+        self.cancelled = False
+        self.beat: Optional[tuple] = None
+        self.staging: Optional[str] = None
+        self._context: Optional[AttemptContext] = None
+
+    @property
+    def _live(self) -> "Attempt":
+        return self
+
+    def context(self) -> AttemptContext:
+        if self._context is None:
+            task = self.task
+            self._context = AttemptContext(task.id, self.number, self.speculative, self.node, self.staging, self)
+        return self._context
+
+
+class Queued(NamedTuple):
+    """One attempt in the ready queue; ``node`` is where the planner wants it (-1: anywhere)."""
+
+    task: Task
+    number: int
+    speculative: bool
+    node: int = -1
+
+
+class FollowUp(NamedTuple):
+    """What is left to do without the lock once an attempt settled."""
+
+    remove: Optional[str]              # a staging directory to remove
+    task: Optional[Task]               # a task whose Future to resolve (None: nothing)
+    value: Any = None
+    error: Optional[BaseException] = None
+    cancel: bool = False               # resolve by cancelling (its caller cancelled it)
+
+
+def _no_stop(attempt: Attempt) -> None:
+    pass
+
+
+class Ledger:
+    """See the module's docstring. ``max_events`` bounds the event log (None: unbounded;
+    0: none kept); counts in ``stats()`` are never bounded."""
+
+    def __init__(self, *, max_failures: int, clock: Callable[[], float], slots: int,
+                 max_events: Optional[int], token: str) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)   # work arrived, attempts ended
+        self.max_failures = max_failures
+        self.clock = clock
+        self.slots = slots
+        self.token = token                               # names this executor's staging dirs
+        self.closed = False
+        self.n_tasks = 0
+        self.stages: dict[str, Optional[int]] = {}       # name -> num_tasks
+        self.outputs: set[str] = set()                   # outputs of tasks not settled yet
+        self.ready: collections.deque[Queued] = collections.deque()
+        self.pending = 0          # first attempts and retries in the ready queue
+        self.active = 0           # attempts running or queued
+        self.spec_active = 0      # copies running or queued
+        self.busy = 0             # engine work outstanding (a runner loop, an attempt sent away)
+        self.n_attempts = self.n_speculative = self.n_wins = self.n_failures = 0
+        self.n_killed = self.n_lost = 0
+        self.wasted = 0.0
+        self.inbox: list[Any] = []
+        self.scheduler_idle = False
+        # (kind, attempt) pairs in the order they happened; a bounded deque drops the oldest
+        # pairs whole (its length is even).
+        self.log: collections.deque[Any] = collections.deque(maxlen=None if max_events is None else 2 * max_events)
+        # Called under the lock for each attempt that must stop (it lost the race, or its task
+        # was cancelled); the engine's hook, which must not block.
+        self.stop_attempt: Callable[[Attempt], None] = _no_stop
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def add_task_locked(self, task: Task, num_tasks: Optional[int]) -> None:
+        """Register a submitted task and queue its first attempt. Raises (state unchanged) on
+        a closed ledger, a stage size that disagrees, or an output taken by another task."""
+        if self.closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        stage = task.stage
+        known = self.stages.get(stage, _UNSET)
+        if known is not _UNSET and num_tasks is not None and known != num_tasks:
+            raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}")
+        output = task.output
+        if output is not None:
+            self._reserve_output_locked(output)
+        if known is _UNSET:
+            self.stages[stage] = num_tasks
+        task.id = self.n_tasks
+        self.n_tasks += 1
+        self.inbox.extend((TASK, task))
+        # queue_locked(Queued(task, 0, False)), inlined: this is the per-task path.
+        self.ready.append(Queued(task, 0, False))
+        task.queued = 1
+        self.active += 1
+        self.pending += 1
+        if self.scheduler_idle:
+            self.changed.notify_all()
+
+    def _reserve_output_locked(self, output: str) -> None:
+        if output in self.outputs:
+            raise ValueError(f"output: another task of this executor already writes {output!r}")
+        for other in self.outputs:
+            # A commit renames a whole directory: one task's output inside another's would be
+            # replaced, or block the rename, whichever commits first.
+            if output.startswith(other + os.sep) or other.startswith(output + os.sep):
+                raise ValueError(f"output: {output!r} and {other!r} (another task's) are nested")
+        if os.path.lexists(output):
+            raise FileExistsError(f"output: {output!r} already exists")
+        self.outputs.add(output)
+
+    # --- the ready queue --------------------------------------------------------------------
+
+    def queue_locked(self, task: Task, number: int, *, speculative: bool, front: bool = False,
+                     node: int = -1) -> None:
+        entry = Queued(task, number, speculative, node)
+        if front:
+            self.ready.appendleft(entry)
+        else:
+            self.ready.append(entry)
+        task.queued += 1
+        self.active += 1
+        if speculative:
+            self.spec_active += 1
+        else:
+            self.pending += 1
+        if self.scheduler_idle:
+            self.changed.notify_all()
+
+    def next_number_locked(self, task: Task) -> int:
+        number = task.next_attempt
+        task.next_attempt += 1
+        return number
+
+    def _unqueue_locked(self, entry: Queued) -> None:
+        entry.task.queued -= 1
+        self.active -= 1
+        if entry.speculative:
+            self.spec_active -= 1
+        else:
+            self.pending -= 1
+
+    def claim_locked(self, task: Task) -> bool:
+        """Move the task's Future to RUNNING (as ``ThreadPoolExecutor`` does before a task
+        runs); False, and the task settled, if its caller cancelled it first."""
+        if task.claimed:
+            return True
+        if task.done:
+            return False
+        if not task.future.set_running_or_notify_cancel():
+            self.abandon_locked(task)
+            return False
+        task.claimed = True
+        return True
+
+    def take_locked(self, factory: Callable[[Task, int, bool, Callable[[], float]], Attempt] = Attempt,
+                    *, start: bool = True) -> Optional[tuple[Attempt, int]]:
+        """The next attempt to run, as (attempt, the node the planner chose or -1), or None
+        when the ready queue holds nothing runnable. With ``start`` the attempt starts now (it
+        runs in this process); otherwise the engine reports its start with ``started_locked``.
+        The task's Future is claimed (RUNNING) with its first attempt."""
+        ready = self.ready
+        while ready:
+            entry = ready.popleft()
+            self._unqueue_locked(entry)
+            task = entry.task
+            if task.done:
+                continue  # a copy or retry whose task was settled meanwhile
+            if not task.claimed and start and not self.claim_locked(task):
+                continue  # cancelled by its caller before it started
+            if not task.claimed and task.future.cancelled():
+                task.done = True
+                self._release_output_locked(task)
+                continue
+            # A copy started after its original ended (it failed meanwhile) is a plain retry.
+            speculative = entry.speculative and bool(task.running)
+            attempt = factory(task, entry.number, speculative, self.clock)
+            task.running.append(attempt)
+            self.active += 1
+            self.n_attempts += 1
+            if speculative:
+                self.spec_active += 1
+                self.n_speculative += 1
+            if start:
+                self.inbox.extend((START, attempt))
+                self.log.extend((START, attempt))
+            return attempt, entry.node
+        return None
+
+    def started_locked(self, attempt: Attempt) -> None:
+        """An attempt taken with ``start=False`` runs now (its ``start`` and ``node`` are set)."""
+        self.inbox.extend((START, attempt))
+        self.log.extend((START, attempt))
+
+    def rerun_locked(self, attempt: Attempt, factory: Callable[..., Attempt], at: float) -> Attempt:
+        """The engine ran the same attempt again (its worker died; Dask reruns the key): the
+        first run ends "lost" at ``at`` and a new record of the same number takes its place."""
+        task = attempt.task
+        rerun = factory(task, attempt.number, attempt.speculative, self.clock)
+        rerun.cancelled = attempt.cancelled
+        self._end_locked(attempt, at, "lost")
+        self.n_lost += 1
+        self.n_attempts += 1
+        task.running[task.running.index(attempt)] = rerun
+        return rerun
+
+    def _end_locked(self, attempt: Attempt, at: float, outcome: str) -> None:
+        beat = attempt.beat
+        attempt.end = max(at, attempt.start, beat[0] if beat is not None else attempt.start)
+        attempt.outcome = outcome
+        if outcome != "finish":
+            self.wasted += attempt.end - attempt.start
+        self.inbox.extend((END, attempt))
+        self.log.extend((END, attempt))
+
+    def withdraw_locked(self) -> list[Task]:
+        """``shutdown(cancel_futures=True)``: empty the ready queue of first attempts (their
+        tasks never started) and return those tasks, marked done, for the caller to cancel
+        their Futures outside the lock. Retries and copies stay queued."""
+        kept: collections.deque[Queued] = collections.deque()
+        withdrawn = []
+        for entry in self.ready:
+            task = entry.task
+            if entry.number == 0 and not entry.speculative and not task.claimed and not task.running:
+                self._unqueue_locked(entry)
+                if not task.done:
+                    task.done = True
+                    self._release_output_locked(task)
+                    withdrawn.append(task)
+            else:
+                kept.append(entry)
+        self.ready = kept
+        return withdrawn
+
+    def fail_queue_locked(self) -> list[Task]:
+        """The engine can take no more work: empty the ready queue; the tasks it leaves with no
+        attempt running are returned, marked done, to fail outside the lock."""
+        failed = []
+        while self.ready:
+            entry = self.ready.popleft()
+            self._unqueue_locked(entry)
+            task = entry.task
+            if not task.done and not task.running:
+                task.done = True
+                self._release_output_locked(task)
+                failed.append(task)
+        self.changed.notify_all()
+        return failed
+
+    # --- ends -------------------------------------------------------------------------------
+
+    def _detach_locked(self, attempt: Attempt) -> None:
+        task = attempt.task
+        task.running.remove(attempt)
+        self.active -= 1
+        if attempt.speculative:
+            self.spec_active -= 1
+
+    def settle_locked(self, attempt: Attempt, value: Any, error: Optional[BaseException],
+                      end: Optional[float] = None) -> Optional[FollowUp]:
+        """The attempt ended with ``value`` or ``error``: what that means for its task (the
+        first success wins and commits its output; a failure is retried or, at
+        ``max_failures``, fails the task; anything after the task is done is a kill)."""
+        task = attempt.task
+        staging = attempt.staging
+        committed = False
+        resolve: Optional[Task] = None
+        self._detach_locked(attempt)
+        outcome = ""
+        if task.done:
+            outcome = "kill"  # lost the race (or its task was cancelled): its result is dropped
+        elif error is None:
+            if staging is not None:
+                try:
+                    os.rename(staging, task.output)  # type: ignore[arg-type]
+                    committed = True
+                except OSError as exc:
+                    error = exc
+            if error is None:
+                outcome = "finish"
+                task.done = True
+                self.n_wins += attempt.speculative
+                self.outputs.discard(task.output)  # type: ignore[arg-type]
+                if task.running:
+                    self.stop_others_locked(task, attempt)
+                resolve = task
+        if not outcome:
+            outcome = "fail"
+            task.failures += 1
+            self.n_failures += 1
+            if task.failures >= self.max_failures:
+                task.done = True
+                self._release_output_locked(task)
+                self.stop_others_locked(task, attempt)
+                resolve = task
+            elif not task.running and not task.queued:
+                self.queue_locked(task, self.next_number_locked(task), speculative=False, front=True)
+        if outcome == "kill":
+            self.n_killed += 1
+        self._end_locked(attempt, self.clock() if end is None else end, outcome)
+        remove = staging if staging is not None and not committed else None
+        if remove is None and resolve is None:
+            return None
+        if outcome == "finish":
+            return FollowUp(remove, resolve, value, None)
+        return FollowUp(remove, resolve, None, error)
+
+    def lose_locked(self, attempt: Attempt, error: BaseException, end: Optional[float] = None) -> Optional[FollowUp]:
+        """The engine lost the attempt without a verdict (its worker died): requeue the task as
+        a new attempt without counting a failure, unless it lost ``max_failures`` attempts this
+        way (a task that kills every worker it touches must not loop for ever)."""
+        task = attempt.task
+        self._detach_locked(attempt)
+        self.n_lost += 1
+        self._end_locked(attempt, self.clock() if end is None else end, "lost")
+        resolve = None
+        if not task.done:
+            task.lost += 1
+            if task.lost >= self.max_failures:
+                task.done = True
+                self._release_output_locked(task)
+                self.stop_others_locked(task, attempt)
+                resolve = task
+            elif not task.running and not task.queued:
+                self.queue_locked(task, self.next_number_locked(task), speculative=False, front=True)
+        if attempt.staging is None and resolve is None:
+            return None
+        return FollowUp(attempt.staging, resolve, None, error)
+
+    def stop_others_locked(self, task: Task, winner: Optional[Attempt]) -> None:
+        for other in task.running:
+            if other is not winner and not other.cancelled:
+                other.cancelled = True
+                try:
+                    self.stop_attempt(other)
+                except Exception:  # pragma: no cover - the engine's hook must not break a settle
+                    import logging
+
+                    logging.getLogger("straggler").exception("straggler: could not stop attempt %d of task %d",
+                                                             other.number, task.id)
+
+    def abandon_locked(self, task: Task) -> None:
+        """The task ends without a result (its caller cancelled it): stop its attempts."""
+        task.done = True
+        self._release_output_locked(task)
+        self.stop_others_locked(task, None)
+
+    def _release_output_locked(self, task: Task) -> None:
+        if task.output is not None:
+            self.outputs.discard(task.output)
+
+    def finish_up(self, follow_up: FollowUp) -> None:
+        """Run a settle's follow-up without the lock: remove a losing staging directory, then
+        resolve the Future (its callbacks may submit again)."""
+        if follow_up.remove is not None:
+            shutil.rmtree(follow_up.remove, ignore_errors=True)
+        task = follow_up.task
+        if task is None:
+            return
+        future = task.future
+        if follow_up.error is None:
+            future.set_result(follow_up.value)
+        else:
+            future.set_exception(follow_up.error)
+        # Drop what the task held, the Future too: the caller holds it (with the result), and
+        # the event log may keep the task. Nothing reads them once the task is done (every
+        # reader checks ``done`` first, under the lock).
+        task.fn = task.args = task.kwargs = task.future = None  # type: ignore[assignment]
+
+    def wait_idle(self) -> None:
+        """Block until the ready queue is empty and no engine work is outstanding."""
+        with self.changed:
+            while self.busy or self.ready:
+                self.changed.wait()
+
+    # --- staging directories ---------------------------------------------------------------
+
+    def staging_prefix(self, task: Task, number: int) -> str:
+        """The name every staging directory of this attempt starts with (beside the output)."""
+        name = os.path.basename(task.output)  # type: ignore[arg-type]
+        return f".{name}.{STAGING_MARK}-{self.token}-t{task.id}a{number}-"
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def stats_locked(self) -> ExecutorStats:
+        return ExecutorStats(
+            tasks=self.n_tasks,
+            attempts=self.n_attempts,
+            speculative=self.n_speculative,
+            speculative_wins=self.n_wins,
+            failures=self.n_failures,
+            killed=self.n_killed,
+            wasted_seconds=self.wasted,
+            lost=self.n_lost,
+        )
+
+    def events(self) -> list[AttemptEvent]:
+        with self.lock:
+            log = list(self.log)
+        return list(_events(log))
+
+
+def _events(log: list) -> Iterator[AttemptEvent]:
+    entries = iter(log)
+    for kind, attempt in zip(entries, entries):
+        task = attempt.task
+        if kind == START:
+            yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
+                               attempt.speculative)
+        else:
+            yield AttemptEvent(attempt.outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                               attempt.speculative)
+
+
+_UNSET: Any = object()

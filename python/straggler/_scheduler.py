@@ -1,0 +1,331 @@
+"""The scheduler thread: feeds the Detector and plans the copies.
+
+Every ``interval`` it takes the ledger's inbox (tasks added, attempts started and ended, in
+the order they happened) and the attempts' newest heartbeats to the Detector, calls ``check``
+and queues the copies ``plan_copies`` chooses, where the engine's view of its nodes lets it.
+
+Nothing an engine, a callback or the Detector raises can end this thread: each step is
+contained, the error logged with its traceback, and the next interval starts afresh. The
+thread holds the ledger and the engine, never the executor's front, so an executor dropped
+without ``shutdown()`` can be collected (its finaliser closes the ledger, and the thread ends
+once the work left is done, as ``ThreadPoolExecutor``'s threads do).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from straggler._ledger import END, START, Attempt, Ledger, Task
+from straggler._scheduling import NodeBlocklist, Situation, plan_copies
+
+if TYPE_CHECKING:
+    from straggler._engines import Engine
+
+__all__ = ["Scheduler"]
+
+logger = logging.getLogger("straggler")
+
+
+class Scheduler:
+    """Owns the Detector; see the module's docstring."""
+
+    def __init__(self, ledger: Ledger, engine: "Engine", policy: Any, interval: float,
+                 blocklist: NodeBlocklist) -> None:
+        self.ledger = ledger
+        self.engine = engine
+        self.policy = policy
+        self.interval = interval
+        self.blocklist = blocklist
+        self.thread = threading.Thread(target=self._loop, name="straggler-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        from straggler._core import Detector
+
+        # policy=None still feeds a Detector (one that never speculates): the baseline pays
+        # for the same machinery as the speculative runs it is compared with.
+        feed = _DetectorFeed(Detector(policy=self.policy))
+        ledger = self.ledger
+        while True:
+            with ledger.changed:
+                # Drain and check once per interval, however often attempts end and tasks
+                # arrive; with nothing running or queued, sleep until work arrives, then give
+                # it one interval before the first check.
+                deadline = None
+                while True:
+                    finished = ledger.closed and not ledger.busy and not ledger.ready
+                    if finished:
+                        break
+                    if not ledger.active and not ledger.inbox:
+                        ledger.scheduler_idle = True
+                        ledger.changed.wait()
+                        ledger.scheduler_idle = False
+                        continue
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.interval
+                    elif now >= deadline:
+                        break
+                    ledger.changed.wait(deadline - now)
+                inbox, ledger.inbox = ledger.inbox, []
+            try:
+                feed.drain(inbox)
+            except Exception:
+                logger.exception("straggler: the Detector refused a batch of events; continuing")
+            if finished:
+                break
+            if feed.running:
+                try:
+                    self._check(feed)
+                except Exception:
+                    logger.exception("straggler: a speculation check failed; the next interval tries again")
+        try:
+            self.engine.close(wait=False)
+        except Exception:
+            logger.exception("straggler: closing the engine failed")
+
+    def _check(self, feed: "_DetectorFeed") -> None:
+        engine = self.engine
+        ledger = self.ledger
+        try:
+            engine.refresh()
+        except Exception:
+            # A worker that died mid-call: the engine's view is refreshed at the next interval.
+            logger.warning("straggler: could not refresh the engine's view of its workers", exc_info=True)
+        feed.send_heartbeats()
+        now = ledger.clock()
+        with ledger.lock:
+            view = engine.pending_locked()
+            pending = ledger.pending + view
+            slots = ledger.slots
+            moved = engine.rebalance_locked(now)
+        if moved:
+            engine.wake()  # the copies wait for the next check, which sees these placed
+            return
+        answer = feed.detector.check(now, pending=pending, slots=slots)
+        if len(answer.task) == 0 or self.policy is None:
+            return
+        policy = self.policy
+        with ledger.lock:
+            det_tasks = answer.task.tolist()
+            attempts = {}
+            for det_task in det_tasks:
+                task = feed.tasks.get(det_task)
+                if task is not None:
+                    attempts[det_task] = len(task.running) + task.queued
+            nodes = engine.nodes_locked([feed.tasks.get(t) for t in det_tasks], det_tasks, now)
+            if nodes is None:
+                # No nodes to choose (a thread or process pool): Flink's node blocking and
+                # LATE's slow nodes have nothing to act on.
+                situation = Situation(
+                    pending=ledger.pending,
+                    free_slots=ledger.slots - ledger.active,
+                    slots=ledger.slots,
+                    attempts=attempts,
+                    speculative_running=ledger.spec_active,
+                )
+            else:
+                slow: frozenset[int] = frozenset()
+                if policy.kind == "late":
+                    slow = frozenset(int(n) for n in feed.detector.slow_nodes(now))
+                situation = Situation(
+                    slots=ledger.slots,
+                    attempts=attempts,
+                    speculative_running=ledger.spec_active,
+                    blocked_nodes=self.blocklist.blocked(now),
+                    slow_nodes=slow,
+                    **nodes,
+                )
+            plan = plan_copies(answer, policy=policy, situation=situation)
+            if nodes is not None:
+                for node in plan.block_nodes:
+                    self.blocklist.block(node, now, policy.block_slow_node_duration)
+            started = []
+            for order in plan.copies:
+                task = feed.tasks.get(order.task)
+                if task is None or task.done:
+                    continue
+                number = ledger.next_number_locked(task)
+                node = -1 if order.node is None else order.node
+                ledger.queue_locked(task, number, speculative=True, node=node)
+                started.append((task, number, order))
+        for task, number, order in started:
+            logger.info(
+                "task %d of stage %s ran %.3g s > threshold %.3g s; starting copy (attempt %d)%s",
+                task.id, task.stage, order.elapsed, order.threshold, number,
+                "" if order.node is None else f" on {engine.describe_node(order.node)}",
+            )
+        if started:
+            engine.wake()
+
+
+class _DetectorFeed:
+    """The scheduler thread's view of the Detector: registers stages and tasks, starts and ends
+    attempts in the order the ledger recorded them (batching runs of registrations and of
+    starts), and batches heartbeats."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.stages: dict[str, int] = {}
+        self.tasks: dict[int, Task] = {}        # Detector task id -> a task not yet done
+        self.running: dict[int, Attempt] = {}   # Detector attempt id -> attempt
+
+    def drain(self, inbox: list) -> None:
+        """Apply the inbox to the Detector in three batched calls per run: ``add_tasks`` per
+        run of like registrations, then ``start_many``, then ``finish_many``.
+
+        Starts and ends of different tasks commute (no Detector state read by one is written by
+        the other), so they are gathered over the whole inbox; only a start of a task with an
+        end still unsent (a retry, or a copy of a task whose attempt just failed) must see that
+        end first (else the Detector would count it as a copy), and forces a flush. A start
+        of a task whose win was already sent (an engine reran a loser) is dropped: the Detector
+        has nothing to decide about it.
+        """
+        import numpy as np
+
+        detector = self.detector
+        registrations: list[Task] = []   # a run of registrations with one key
+        registration_key: Any = None
+        starts: list[Attempt] = []
+        ends: list[Attempt] = []
+        ended_tasks: set[Task] = set()
+
+        def flush_registrations() -> None:
+            if registrations:
+                stage, input_bytes, speculatable = registration_key
+                ids = detector.add_tasks(stage, len(registrations), input_bytes=input_bytes, speculatable=speculatable)
+                for task, det_id in zip(registrations, ids.tolist()):
+                    task.det_id = det_id
+                    self.tasks[det_id] = task
+                registrations.clear()
+
+        def flush() -> None:
+            flush_registrations()
+            if starts:
+                rows = [a for a in starts if not a.task.det_won]
+                n = len(rows)
+                if n:
+                    ids = detector.start_many(
+                        np.fromiter([a.task.det_id for a in rows], np.int64, n),
+                        np.fromiter([a.start for a in rows], np.float64, n),
+                        nodes=np.fromiter([max(a.node, 0) for a in rows], np.int64, n),
+                    )
+                    running = self.running
+                    for attempt, detector_id in zip(rows, ids.tolist()):
+                        attempt.detector_id = detector_id
+                        running[detector_id] = attempt
+                starts.clear()
+            if ends:
+                self._finish(ends)
+                ends.clear()
+                ended_tasks.clear()
+
+        entries = iter(inbox)
+        for kind, item in zip(entries, entries):  # (kind, object) pairs
+            if kind == START:
+                if item.task in ended_tasks:
+                    flush()
+                starts.append(item)
+            elif kind == END:
+                ends.append(item)
+                ended_tasks.add(item.task)
+            else:
+                key = self._task_key(item)
+                if key != registration_key:
+                    flush_registrations()
+                    registration_key = key
+                registrations.append(item)
+        flush()
+        tasks = self.tasks
+        if len(tasks) > 2 * len(self.running) + 4096:
+            # Tasks that ended without an attempt ending (cancelled before they started) are
+            # forgotten in sweeps, at a cost spread over the tasks that came since the last.
+            for det_id in [d for d, t in tasks.items() if t.done and not t.running]:
+                del tasks[det_id]
+
+    def _finish(self, ends: list[Attempt]) -> None:
+        """``finish_many`` over ended attempts: one call for those whose last heartbeat carried
+        records (the Detector's stage rate uses them) and one for the others."""
+        import numpy as np
+
+        running = self.running
+        plain: list[Attempt] = []
+        counted: list[Attempt] = []
+        for attempt in ends:
+            if attempt.detector_id < 0 or running.pop(attempt.detector_id, None) is None:
+                continue  # never started in the engine, or its start was dropped
+            beat = attempt.beat
+            if beat is None or beat[2] is None:
+                plain.append(attempt)
+            else:
+                counted.append(attempt)
+        for rows in (plain, counted):
+            if not rows:
+                continue
+            n = len(rows)
+            ok = [a.outcome == "finish" for a in rows]
+            try:
+                self.detector.finish_many(
+                    np.fromiter([a.detector_id for a in rows], np.int64, n),
+                    np.fromiter([a.end for a in rows], np.float64, n),
+                    ok=None if all(ok) else ok,
+                    records=np.fromiter([a.beat[2] for a in rows], np.float64, n) if rows is counted else None,
+                )
+            except Exception:
+                # One bad row must not keep the others running in the Detector for ever.
+                logger.exception("straggler: the Detector refused a batch of ends; sending them one by one")
+                for attempt, won in zip(rows, ok):
+                    try:
+                        self.detector.finish(attempt.detector_id, attempt.end, ok=won,
+                                             records=attempt.beat[2] if rows is counted else None)
+                    except Exception:
+                        logger.exception("straggler: the Detector refused the end of attempt %d of task %d",
+                                         attempt.number, attempt.task.id)
+            for attempt, won in zip(rows, ok):
+                if won:
+                    attempt.task.det_won = True
+        # Forget the tasks that are done and have nothing running: the feed keeps no settled
+        # task alive.
+        for attempt in ends:
+            task = attempt.task
+            if task.done and not task.running:
+                self.tasks.pop(task.det_id, None)
+
+    def _task_key(self, task: Task) -> tuple:
+        stage = self.stages.get(task.stage)
+        task_options = task.options
+        if stage is None:
+            num_tasks = task_options.num_tasks if task_options is not None else None
+            stage = self.detector.add_stage(num_tasks=num_tasks, name=task.stage)
+            self.stages[task.stage] = stage
+        if task_options is None:
+            return (stage, None, True)
+        return (stage, task_options.input_bytes, task_options.speculatable)
+
+    def send_heartbeats(self) -> None:
+        """One ``heartbeat_many`` per kind of heartbeat (with or without progress / records)."""
+        import numpy as np
+
+        groups: dict[tuple[bool, bool], list[tuple[int, float, Optional[float], Optional[int]]]] = {}
+        for detector_id, attempt in self.running.items():
+            beat = attempt.beat
+            if beat is None or beat is attempt.beat_sent:
+                continue
+            attempt.beat_sent = beat
+            now, progress, records = beat
+            groups.setdefault((progress is not None, records is not None), []).append(
+                (detector_id, now, progress, records)
+            )
+        for (has_progress, has_records), rows in groups.items():
+            ids, times, progress, records = zip(*rows)
+            self.detector.heartbeat_many(
+                np.asarray(ids, dtype=np.int64),
+                np.asarray(times, dtype=np.float64),
+                progress=np.asarray(progress, dtype=np.float64) if has_progress else None,
+                records=np.asarray(records, dtype=np.float64) if has_records else None,
+            )
