@@ -16,9 +16,11 @@ last two fields):
   keeps running (a speculative copy, every policy).
 - ``restart=True`` (MantriPolicy's kill-and-restart): stop ``copied_attempt`` (with the
   engine's stop ladder; the kill is not a failure, and ``Detector.finish(copied_attempt,
-  ok=False)`` ends it in the core) and start a new attempt of ``task`` on ``node``. The new
-  attempt takes the slot the stopped one frees when ``node`` is None; with nodes, it takes a
-  free slot on ``node`` and the stopped attempt's slot becomes free.
+  ok=False)`` ends it in the core) and start a new attempt of ``task`` on ``node``. Without
+  nodes (``Situation.free_nodes`` None) the new attempt takes the slot the stopped one frees.
+  With nodes it takes a free slot on ``node`` and the stopped attempt's slot becomes free; if
+  ``node`` is None no other node had room: stop now, and queue the new attempt first, ahead
+  of pending originals, for the next free slot on a node the task has not run on.
 - ``priority=True``: start it before any pending original attempt (Mantri, or
   ``Situation.copies_first``): the plan has already counted it against ``free_slots``
   without leaving room for ``pending``. ``priority=False``: Spark's order, copies only
@@ -232,9 +234,10 @@ def _restart(
     blocked: set[int],
     placed: dict[int, set[int]],
 ) -> Optional[CopyOrder]:
-    """Mantri's kill-and-restart of row ``i``: the new attempt goes elsewhere when the engine
-    picks nodes (a restart on the same node meets the same contention), else into the slot it
-    frees. None when no node may take it now (the next check tries again)."""
+    """Mantri's kill-and-restart of row ``i``: with nodes, the new attempt goes to a free slot
+    on another node (a restart on the same node meets the same contention), or, when none is
+    free, gets node None: it waits first in the queue, ahead of pending originals, for the next
+    slot on a node it has not run on. Without nodes it takes the slot it frees."""
     if s.attempts.get(task, 1) > 1:
         return None  # a copy or an earlier restart of it is already running or queued
     node: Optional[int] = None
@@ -242,12 +245,13 @@ def _restart(
         avoid = set(s.task_nodes.get(task, ())) | placed.get(task, set()) | {int(nodes[i])}
         node = choose_node(free_nodes, avoid=avoid, blocked=blocked)
         if node == -1:
-            return None
-        free_nodes[node] -= 1
+            node = None  # kill now; the new attempt waits, first in the queue, for a slot
+        else:
+            free_nodes[node] -= 1
+            placed.setdefault(task, set()).add(node)
         killed = int(nodes[i])
         if killed in free_nodes:
             free_nodes[killed] += 1
-        placed.setdefault(task, set()).add(node)
     return CopyOrder(task, int(stages[i]), node, int(attempts[i]), float(elapsed[i]),
                      float(threshold[i]), restart=True, priority=True)
 
