@@ -62,7 +62,7 @@ def test_simulate_without_policy_compares_them_all_and_runs_average_seeds():
     done = run("simulate", *SMALL, "--runs", "2")
     assert done.returncode == 0, done.stderr
     assert "means over seeds 1..2" in done.stdout
-    assert list(table(done.stdout)) == ["none", "spark", "spark4", "flink", "smallpond", "late"]
+    assert list(table(done.stdout)) == ["none", "spark", "spark4", "flink", "smallpond", "late", "mantri"]
 
 
 @pytest.mark.parametrize(

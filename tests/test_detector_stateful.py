@@ -53,7 +53,14 @@ late = st.builds(
     require_benefit=st.booleans(),
     min_speculative=st.sampled_from([0, 1, 2]),
 )
-policies = st.one_of(st.none(), spark, flink, smallpond, late)
+mantri = st.builds(
+    sg.MantriPolicy,
+    delta=st.sampled_from([0.0, 0.25, 0.5, 0.9]),
+    max_restarts=st.sampled_from([0, 1, 3]),
+    min_samples=st.sampled_from([1, 2, 3]),
+    interval=st.sampled_from([0.25, 1.0, 10.0]),
+)
+policies = st.one_of(st.none(), spark, flink, smallpond, late, mantri)
 
 
 def outcome(call):
@@ -209,7 +216,7 @@ class DetectorsAgree(RuleBasedStateMachine):
 
     def compare_checks(self, t, pending, slots):
         ref, rust = self.ref.check(t, pending=pending, slots=slots), self.rust.check(t, pending=pending, slots=slots)
-        for column in ("task", "attempt", "stage", "node", "elapsed", "threshold"):
+        for column in ("task", "attempt", "stage", "node", "elapsed", "threshold", "action"):
             assert same(getattr(ref, column), getattr(rust, column)), (column, ref, rust)
         assert same(self.ref.slow_nodes(t), self.rust.slow_nodes(t))
 

@@ -149,9 +149,9 @@ def test_late_copies_the_task_whose_reported_progress_lags(cluster, client):
         with sg.SpeculativeExecutor(client, policy=policy) as ex:
             futures = [ex.submit(paced, i, 1, 0.8) for i in range(2)]
             values = [f.result() for f in futures]
-        assert values == [(0, 0), (1, 1)]  # the copy of task 1 won
+        assert values == [(0, 0), (1, 1)], ex.events()  # the copy of task 1 won
         stats = ex.stats()
-        assert (stats.speculative, stats.speculative_wins, stats.failures) == (1, 1, 0)
+        assert (stats.speculative, stats.speculative_wins, stats.failures) == (1, 1, 0), ex.events()
         starts = [e for e in ex.events() if e.kind == "start" and e.task == 1]
         assert [e.speculative for e in starts] == [False, True] and starts[0].node != starts[1].node
     finally:

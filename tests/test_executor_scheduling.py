@@ -151,3 +151,64 @@ def test_late_starts_one_copy_on_fewer_than_ten_slots():
     assert [c.task for c in plan.copies] == [1]
     running = situation(free_slots=2, slots=8, speculative_running=1)
     assert plan_copies(answer(1, 2), policy=Late(), situation=running).copies == ()
+
+
+# --- Mantri: copies and restarts ahead of pending originals -------------------------------------
+
+
+@dataclass(frozen=True)
+class Mantri:
+    kind: ClassVar[str] = "mantri"
+    max_restarts: int = 3
+
+
+@dataclass
+class ActionAnswer(Answer):
+    action: list = field(default_factory=list)
+
+
+def with_actions(actions, *tasks, nodes=None):
+    base = answer(*tasks, nodes=nodes)
+    return ActionAnswer(base.task, base.attempt, base.stage, base.node, base.elapsed,
+                        base.threshold, list(actions))
+
+
+def test_mantri_copies_take_free_slots_ahead_of_pending_originals():
+    plan = plan_copies(with_actions([0, 0], 1, 2), policy=Mantri(),
+                       situation=situation(pending=5, free_slots=1))
+    assert [(c.task, c.restart, c.priority) for c in plan.copies] == [(1, False, True)]
+
+
+def test_copies_first_is_one_option_for_the_other_policies():
+    waiting = situation(pending=5, free_slots=1, copies_first=True)
+    assert [c.task for c in plan_copies(answer(1, 2), policy=Spark(), situation=waiting).copies] == [1]
+    spark_order = situation(pending=5, free_slots=1)
+    assert plan_copies(answer(1, 2), policy=Spark(), situation=spark_order).copies == ()
+
+
+def test_a_restart_needs_no_free_slot_when_the_engine_places_attempts():
+    plan = plan_copies(with_actions([1, 0], 1, 2), policy=Mantri(),
+                       situation=situation(pending=5, free_slots=0))
+    (restart,) = plan.copies
+    assert (restart.task, restart.copied_attempt, restart.restart, restart.node) == (1, 11, True, None)
+
+
+def test_a_restart_goes_to_another_node_and_frees_its_own():
+    # Task 1 runs on node 0; node 2 has the only free slot. The restart takes it, and the
+    # slot it frees on node 0 takes the copy of task 2.
+    plan = plan_copies(with_actions([1, 0], 1, 2, nodes=[0, 1]), policy=Mantri(),
+                       situation=situation(pending=0, free_slots=1, free_nodes={0: 0, 1: 0, 2: 1},
+                                           task_nodes={1: {0}, 2: {1}}))
+    assert [(c.task, c.restart, c.node) for c in plan.copies] == [(1, True, 2), (2, False, 0)]
+
+
+def test_no_restart_while_another_attempt_of_the_task_is_queued():
+    plan = plan_copies(with_actions([1], 1), policy=Mantri(),
+                       situation=situation(free_slots=0, attempts={1: 2}))
+    assert plan.copies == ()
+
+
+def test_mantri_allows_max_restarts_plus_one_attempts():
+    from straggler._scheduling import max_attempts
+
+    assert max_attempts(Mantri(max_restarts=3)) == 4

@@ -325,3 +325,32 @@ def test_smallpond_from_conf_errors_name_the_key(key: str, value: object) -> Non
 def test_from_conf_needs_a_mapping(cls: type) -> None:
     with pytest.raises(TypeError, match="conf"):
         cls.from_conf([("a", 1)])
+
+
+# --- Mantri ------------------------------------------------------------------------------------
+
+
+def test_mantri_defaults_are_the_papers():
+    from straggler.policies import MantriPolicy
+
+    p = MantriPolicy()
+    assert (p.kind, p.delta, p.max_restarts, p.interval) == ("mantri", 0.25, 3, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"delta": 1.0}, ValueError, "delta"),
+        ({"delta": "0.2"}, TypeError, "delta"),
+        ({"max_restarts": -1}, ValueError, "max_restarts"),
+        ({"max_restarts": 1.5}, TypeError, "max_restarts"),
+        ({"min_samples": 0}, ValueError, "min_samples"),
+        ({"interval": 0.0}, ValueError, "interval"),
+        ({"interval": float("nan")}, ValueError, "interval"),
+    ],
+)
+def test_mantri_rejects_bad_settings_naming_them(kwargs, error, words):
+    from straggler.policies import MantriPolicy
+
+    with pytest.raises(error, match=words):
+        MantriPolicy(**kwargs)

@@ -278,3 +278,19 @@ def test_copies_are_what_plan_copies_decides_for_the_replayed_detector(policy):
         for e in copies:
             apply(e)
     assert checks > 10 and compared == r.speculative > 0
+
+
+def test_mantri_starts_no_copy_when_every_task_is_the_same_length():
+    """The issue's no-straggler workload: equal tasks, no slow node."""
+    settings = dict(tasks=400, nodes=50, slots_per_node=2, sigma=0.0, seed=3)
+    mantri = sg.simulate(policy="mantri", **settings)
+    none = sg.simulate(policy=None, **settings)
+    assert mantri.speculative == 0
+    assert mantri.makespan <= 1.02 * none.makespan
+
+
+def test_mantri_restarts_kill_the_attempt_and_start_a_new_one():
+    r = sg.simulate(tasks=200, nodes=20, slow_nodes=4, slow_factor=4.0, policy="mantri", seed=0)
+    kinds = [e.kind for e in r.events]
+    assert r.killed > 0 and "kill" in kinds
+    assert r.speculative > 0

@@ -1,7 +1,7 @@
 """straggler: find the stragglers of a running batch job and race a copy of them.
 
 Speculative execution for any Python scheduler: streaming quantile sketches and the
-speculation policies of Spark, Flink, smallpond and LATE run in a Rust core; a thin Python
+speculation policies of Spark, Flink, smallpond, LATE and Mantri run in a Rust core; a thin Python
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
@@ -9,7 +9,7 @@ from straggler._context import AttemptCancelled, AttemptContext, current_attempt
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler.executor import SpeculativeExecutor
-from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
+from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 from straggler.simulation import SimulationResult, simulate
 
 # timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.
@@ -24,6 +24,7 @@ __all__ = [
     "ExecutorStats",
     "FlinkPolicy",
     "LatePolicy",
+    "MantriPolicy",
     "QuantileSketch",
     "SimulationResult",
     "SmallpondPolicy",

@@ -169,7 +169,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 # --- simulate -----------------------------------------------------------------------------------
 
-_SIM_POLICIES = ("spark", "spark4", "flink", "smallpond", "late")
+_SIM_POLICIES = ("spark", "spark4", "flink", "smallpond", "late", "mantri")
 
 
 def _add_simulate(parser: argparse.ArgumentParser) -> None:

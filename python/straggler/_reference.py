@@ -124,6 +124,19 @@ Forgets a stage: afterwards the stage id and its tasks' ids are unknown (``KeyEr
 ended and stay ended attempts (a heartbeat is ignored, ``finish`` is a ``ValueError``). A stage
 with running attempts is a ``ValueError`` naming it and stays as it was; a removed or unknown
 stage is a ``KeyError``.
+Mantri (``kind == "mantri"``; MantriPolicy's docstring gives the paper's sections):
+- Per stage with n = successes >= max(min_samples, 1): mean = the durations summed one at a
+  time in the order the tasks finished, / n; ordered = sorted durations;
+  quick = ordered[floor(delta * n)].
+- Examined: not-done speculatable tasks with a running attempt and
+  ``attempts started - 1 < max_restarts``. t_rem of an attempt: ``(1 - progress) / rate`` if
+  it reported progress and rate > 0 (rate as for LATE); else with e = now - start and
+  k = #ordered <= e: ``ordered[k + (n - k) // 2] - e`` if k < n, else e. The task is judged
+  by its attempt of least t_rem (ties: lowest id); c = its running attempts.
+- Restart (action 1) iff c == 1 and pending > 0 and t_rem > mean + interval; threshold column
+  mean + interval. Else copy (action 0) iff ``(t_rem * c) / (c + 1) > quick``; threshold
+  ``(quick * (c + 1)) / c``. Else nothing. elapsed column: that attempt's elapsed.
+- Order: ``t_rem - mean`` descending, ties by task id. ``action`` is 0 for every other policy.
 
 Queries
 -------
@@ -135,13 +148,14 @@ nan when none).
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 from typing import Any, Optional
 
 import numpy as np
 
-from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
+from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 
 JAVA_DOUBLE_MIN = 5e-324  # Java's Double.MIN_VALUE, the smallest positive double
 MAX_TASKS_PER_CALL = 1 << 26  # the most tasks one add_tasks call may add
@@ -150,16 +164,20 @@ MAX_TASKS_PER_CALL = 1 << 26  # the most tasks one add_tasks call may add
 class CheckResult:
     """What ``check`` returns: equal-length numpy arrays, most urgent first."""
 
-    __slots__ = ("task", "attempt", "stage", "node", "elapsed", "threshold")
+    __slots__ = ("task", "attempt", "stage", "node", "elapsed", "threshold", "action")
 
-    def __init__(self, rows: list[tuple[int, int, int, int, float, float]]) -> None:
-        columns = list(zip(*rows)) if rows else [(), (), (), (), (), ()]
+    def __init__(self, rows: list[tuple]) -> None:
+        # A row is (task, attempt, stage, node, elapsed, threshold[, action]); action 0 (copy)
+        # unless given.
+        rows = [row if len(row) == 7 else (*row, 0) for row in rows]
+        columns = list(zip(*rows)) if rows else [(), (), (), (), (), (), ()]
         self.task = np.array(columns[0], dtype=np.int64)
         self.attempt = np.array(columns[1], dtype=np.int64)
         self.stage = np.array(columns[2], dtype=np.int64)
         self.node = np.array(columns[3], dtype=np.int64)
         self.elapsed = np.array(columns[4], dtype=np.float64)
         self.threshold = np.array(columns[5], dtype=np.float64)
+        self.action = np.array(columns[6], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.task)
@@ -259,6 +277,9 @@ class _Stage:
         self.declared = num_tasks
         self.name = name
         self.tasks: list[int] = []
+        # Durations of first successes in the order they finished (the order the core's
+        # sketch sums them in, so that means agree to the last bit).
+        self.finished: list[float] = []
 
     @property
     def num_tasks(self) -> int:
@@ -297,10 +318,11 @@ class ReferenceDetector:
     """Pure-Python model of ``straggler.Detector`` (see the module docstring)."""
 
     def __init__(
-        self, policy: SparkPolicy | FlinkPolicy | SmallpondPolicy | LatePolicy | None = None
+        self,
+        policy: SparkPolicy | FlinkPolicy | SmallpondPolicy | LatePolicy | MantriPolicy | None = None,
     ) -> None:
         if policy is not None and not isinstance(
-            policy, (SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy)
+            policy, (SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy, MantriPolicy)
         ):
             raise TypeError(f"policy must be a policy object or None, got {policy!r}")
         self.policy = policy
@@ -492,6 +514,7 @@ class ReferenceDetector:
         if ok and task.duration is None:
             task.duration = time - target.start
             task.finish_records = count
+            self._stages[task.stage].finished.append(task.duration)
             return True
         return False
 
@@ -598,6 +621,8 @@ class ReferenceDetector:
             return CheckResult([])
         if isinstance(policy, LatePolicy):
             return self._check_late(policy, time, slots)
+        if isinstance(policy, MantriPolicy):
+            return self._check_mantri(policy, time, waiting)
         rows: list[tuple[int, int, int, int, float, float]] = []
         for index, stage in self._live_stages():
             if stage.num_tasks == 0:
@@ -765,3 +790,58 @@ class ReferenceDetector:
             cap = max(policy.min_speculative, math.floor(policy.speculative_cap * slots))
             rows = rows[: max(0, cap - speculative_running)]
         return CheckResult(rows)
+
+    def _check_mantri(self, policy: MantriPolicy, now: float, pending: int) -> CheckResult:
+        ranked: list[tuple[float, tuple]] = []
+        for index, stage in self._live_stages():
+            n = len(stage.finished)
+            if n < policy.min_samples or n == 0:
+                continue
+            ordered = sorted(stage.finished)
+            mean = _sum_in_order(stage.finished) / n
+            quick = ordered[math.floor(policy.delta * n)]
+            for t in self._candidates(stage):
+                task = self._tasks[t]
+                if len(task.attempts) - 1 >= policy.max_restarts:
+                    continue
+                running = [a for a in task.attempts if self._attempts[a].running]
+                if not running:
+                    continue
+                # The attempt likely to finish first: least t_rem, then lowest id.
+                remaining, best = min(
+                    (self._mantri_remaining(self._attempts[a], now, ordered), a) for a in running
+                )
+                c = len(running)
+                restart_at = mean + policy.interval
+                if c == 1 and pending > 0 and remaining > restart_at:
+                    action, threshold = 1, restart_at
+                elif (remaining * c) / (c + 1) > quick:
+                    action, threshold = 0, (quick * (c + 1)) / c
+                else:
+                    continue
+                attempt = self._attempts[best]
+                row = (t, best, index, attempt.node, now - attempt.start, threshold, action)
+                ranked.append((remaining - mean, row))
+        ranked.sort(key=lambda item: (-item[0], item[1][0]))
+        return CheckResult([row for _, row in ranked])
+
+    def _mantri_remaining(self, attempt: _Attempt, now: float, ordered: list[float]) -> float:
+        """Mantri's t_rem: from progress when it has a positive rate, else from the stage's
+        durations longer than the elapsed time (see MantriPolicy)."""
+        rate = self._rate(attempt)
+        if attempt.progress is not None and rate > 0.0:
+            return (1.0 - attempt.progress) / rate
+        elapsed = now - attempt.start
+        below = bisect.bisect_right(ordered, elapsed)
+        n = len(ordered)
+        if below == n:
+            return elapsed
+        return ordered[below + (n - below) // 2] - elapsed
+
+
+def _sum_in_order(values: list[float]) -> float:
+    """Left-to-right float sum (the core's sketch adds one value at a time)."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total

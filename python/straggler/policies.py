@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Optional
 
 from straggler._units import parse_duration
 
-__all__ = ["SparkPolicy", "FlinkPolicy", "SmallpondPolicy", "LatePolicy"]
+__all__ = ["SparkPolicy", "FlinkPolicy", "SmallpondPolicy", "LatePolicy", "MantriPolicy"]
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -436,3 +436,64 @@ class LatePolicy:
         _store(self, "require_benefit", _flag("require_benefit", self.require_benefit))
         _store(self, "interval", _real("interval", self.interval, low=0.0, low_open=True))
         _store(self, "min_speculative", _integer("min_speculative", self.min_speculative, low=0))
+
+
+# --- Mantri -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MantriPolicy:
+    """Mantri (Ananthanarayanan et al., "Reining in the Outliers in Map-Reduce Clusters using
+    Mantri", OSDI 2010): act on an outlier early, by kill-and-restart or by a duplicate,
+    whenever that is expected to save time and slots.
+
+    Sources. The restart and duplicate tests, δ = 0.25, γ = 3 and Δ as the progress-report
+    period are Mantri's §5.1 ("Resource-aware restart", its Pseudocode 1), as we read it; the
+    paper's body could not be re-checked against its text while this was written (only its
+    abstract and introduction were reachable), so the figures are from our reading and should
+    be re-verified. Rules marked *ours* are not in the paper: Mantri reads t_rem from the data
+    an attempt has read and the wrap-up time of its phase, and scales t_new by input size and
+    location; we have only progress and the stage's durations.
+
+    Per stage, with n = the stage's successes (first successful attempts) and T = their
+    durations (the stage's QuantileSketch: exact up to 1024 successes):
+
+    - A stage acts once ``n >= min_samples`` (*ours*; there is no "75 % done" gate).
+    - E[t_new] = mean(T) = sum / n. q = the duration at rank ``floor(delta * n)`` (0-based,
+      the product in doubles): P(t_new < x) > delta iff x > q.
+    - t_rem of a running attempt (§5.1 estimates t_rem from progress): if it reported a
+      progress p with a positive rate (rate = p / (time of that report − start)),
+      ``t_rem = (1 − p) / rate``, the remaining time at that report. Otherwise (*ours*), from
+      its elapsed e = now − start against T: with k = #durations <= e, if k < n,
+      ``t_rem = sorted(T)[k + (n − k) // 2] − e`` (the upper median of the durations longer
+      than e); if k == n (it outlived every success), ``t_rem = e``.
+    - A task is examined while it is not done, speculatable, and ``attempts started − 1 <
+      max_restarts`` (γ: restarts and duplicates alike). With c running attempts it is judged
+      by the attempt with the least t_rem (ties: lowest attempt id).
+    - Restart (§5.1: "kill, restart task if t_rem > E(t_new) + Δ", while tasks wait for
+      slots): ``pending > 0`` and c == 1 and ``t_rem > E[t_new] + interval``. action 1,
+      threshold ``E[t_new] + interval``.
+    - Otherwise duplicate (§5.1: "duplicate if P(t_rem > t_new (c+1)/c) > δ": c + 1 copies cost
+      (c + 1)/c as many slot-seconds, so a copy must be likely to finish within c/(c + 1) of
+      t_rem): ``(t_rem * c) / (c + 1) > q``. action 0, threshold ``(q * (c + 1)) / c``.
+    - Order: expected saving ``t_rem − E[t_new]``, largest first; ties by task id.
+
+    Not modelled: the paper's network-aware placement (§5.2) and output protection (§5.3),
+    killing all but the fastest copies, and its rule for duplicates once no task waits.
+
+    Ranges: delta in [0, 1); max_restarts >= 0 (0: never act); min_samples >= 1;
+    interval > 0 (Δ, seconds; also how often the executor checks).
+    """
+
+    kind: ClassVar[str] = "mantri"
+
+    delta: float = 0.25
+    max_restarts: int = 3
+    min_samples: int = 3
+    interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        _store(self, "delta", _real("delta", self.delta, low=0.0, high=1.0, high_open=True))
+        _store(self, "max_restarts", _integer("max_restarts", self.max_restarts, low=0))
+        _store(self, "min_samples", _integer("min_samples", self.min_samples, low=1))
+        _store(self, "interval", _real("interval", self.interval, low=0.0, low_open=True))

@@ -49,7 +49,7 @@ import numpy as np
 
 from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
-from straggler.policies import FlinkPolicy, LatePolicy, SmallpondPolicy, SparkPolicy
+from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 
 __all__ = ["POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate"]
 
@@ -60,8 +60,11 @@ POLICY_NAMES: dict[str, Any] = {
     "flink": FlinkPolicy,
     "smallpond": SmallpondPolicy,
     "late": LatePolicy,
+    "mantri": MantriPolicy,
 }
-_KINDS = ("spark", "flink", "smallpond", "late")
+_KINDS = ("spark", "flink", "smallpond", "late", "mantri")
+# The policies that read progress: every check, each running attempt reports it first.
+_PROGRESS_KINDS = ("late", "mantri")
 _STAGE = "sim"
 
 
@@ -77,8 +80,8 @@ def resolve_policy(policy: Any) -> tuple[str, Any]:
         return policy, factory()
     if getattr(policy, "kind", None) not in _KINDS:
         raise TypeError(
-            f"policy must be None, a policy name or a SparkPolicy, FlinkPolicy, SmallpondPolicy or "
-            f"LatePolicy, got {policy!r}"
+            f"policy must be None, a policy name or a SparkPolicy, FlinkPolicy, SmallpondPolicy, "
+            f"LatePolicy or MantriPolicy, got {policy!r}"
         )
     return policy.kind, policy
 
@@ -315,6 +318,7 @@ class _Simulation:
         self.a_alive: list[bool] = []
 
         self.pending: collections.deque[int] = collections.deque(range(tasks))
+        self.restarts: collections.deque[int] = collections.deque()  # Mantri's, first in line
         self.heap: list[tuple[float, int, int, bool]] = []
         self.seq = 0
         self.n_running = 0
@@ -357,7 +361,7 @@ class _Simulation:
         if self.failure_rate and self.fail_rng.random() < self.failure_rate:
             ok = False
             duration *= self.fail_rng.random()  # it fails part way through
-        if self.kind == "late":
+        if self.kind in _PROGRESS_KINDS:
             self.slot_attempt[slot] = attempt
             self.slot_start[slot] = now
             # Progress reported is elapsed / the run's full length, failing runs included.
@@ -374,7 +378,7 @@ class _Simulation:
         self.free_slots_of[node].append(slot)
         self.free_nodes[node] = self.free_nodes.get(node, 0) + 1
         self.n_free += 1
-        if self.kind == "late":
+        if self.kind in _PROGRESS_KINDS:
             self.slot_attempt[slot] = -1
         self.n_running -= 1
         speculative = self.a_spec[attempt]
@@ -418,6 +422,20 @@ class _Simulation:
     def dispatch(self, now: float) -> None:
         """Start waiting tasks on free slots, placed by ``choose_node`` (Flink's blocked nodes
         take none)."""
+        while self.restarts and self.free_nodes:
+            # Restarted tasks first (Mantri), each on a node it has not run on; one with no
+            # such node free waits for the next slot.
+            task = self.restarts[0]
+            if self.done[task]:
+                self.restarts.popleft()
+                continue
+            node = choose_node(self.free_nodes, avoid=self.ran_on[task])
+            if node == -1 and len(set(self.ran_on[task])) >= self.n_nodes:
+                node = choose_node(self.free_nodes)  # it has run on every node
+            if node == -1 or node is None:
+                break
+            self.restarts.popleft()
+            self.start(task, node, now, True)
         pending = self.pending
         if not pending or not self.free_nodes:
             return
@@ -433,11 +451,11 @@ class _Simulation:
 
     def check(self, now: float) -> None:
         detector = self.detector
-        if self.kind == "late":
+        if self.kind in _PROGRESS_KINDS:
             live = self.slot_attempt >= 0
             progress = np.clip((now - self.slot_start[live]) / self.slot_duration[live], 0.0, 1.0)
             detector.heartbeat_many(self.slot_attempt[live], now, progress=progress)
-        pending = len(self.pending)
+        pending = len(self.pending) + len(self.restarts)
         answer = detector.check(now, pending=pending, slots=self.slots)
         if len(answer) == 0:
             return
@@ -462,13 +480,23 @@ class _Simulation:
                 self.seq += 1
                 heapq.heappush(self.heap, (now + duration, self.seq, -1, True))
         for order in plan.copies:
+            if order.restart:
+                # Mantri's kill-and-restart: the attempt stops now (its time wasted); the new
+                # one starts on the node the plan chose, or waits first in line for a slot.
+                self.end(order.copied_attempt, now, "kill")
+                self.n_killed += 1
+                if order.node is None:
+                    self.restarts.append(order.task)
+                    continue
             assert order.node is not None  # placed on one of free_nodes
             self.start(order.task, order.node, now, True)
+        self.dispatch(now)
 
     def check_is_useful(self) -> bool:
         # A check whose copies could not start changes nothing (it is a pure query), except
-        # Flink's, which also blocks the slow attempts' nodes.
-        return self.kind == "flink" or self.n_free > len(self.pending)
+        # Flink's, which also blocks the slow attempts' nodes, and Mantri's, whose restarts need
+        # no free slot.
+        return self.kind in ("flink", "mantri") or self.n_free > len(self.pending)
 
     # --- the event loop -----------------------------------------------------------------------
 
@@ -504,7 +532,7 @@ class _Simulation:
         return self.result()
 
     def result(self) -> SimulationResult:
-        if self.pending:  # pragma: no cover - every waiting task gets a slot eventually
+        if self.pending or self.restarts:  # pragma: no cover - every waiting task gets a slot eventually
             raise RuntimeError(f"simulation ended with {len(self.pending)} tasks never started")
         times = np.array([t for t in self.completion if not math.isnan(t)])
         p50, p99 = (np.percentile(times, [50, 99]).tolist() if times.size else (math.nan, math.nan))

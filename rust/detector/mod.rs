@@ -7,7 +7,7 @@ pub mod stage;
 pub mod table;
 
 use crate::error::{py_float, Error, Result};
-pub use policy::{Candidates, Context, Flink, Late, Policy, Smallpond, Spark, View};
+pub use policy::{Candidates, Context, Flink, Late, Mantri, Policy, Smallpond, Spark, View};
 use stage::Stage;
 use table::{Beat, Live, Tasks};
 
@@ -174,6 +174,7 @@ impl Detector {
             Policy::Flink(p) => p.validate()?,
             Policy::Smallpond(p) => p.validate()?,
             Policy::Late(p) => p.validate()?,
+            Policy::Mantri(p) => p.validate()?,
         }
         Ok(Detector {
             policy,

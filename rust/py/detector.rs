@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
 use crate::detector::{
-    Candidates, Context, Detector, Flink, InputBytes, Late, Policy, Smallpond, Spark, Times,
+    Candidates, Context, Detector, Flink, InputBytes, Late, Mantri, Policy, Smallpond, Spark, Times,
 };
 use crate::error::Error;
 
@@ -213,7 +213,7 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
         Ok(kind) => kind.extract()?,
         Err(_) => {
             return Err(PyTypeError::new_err(format!(
-                "policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy or None, got {}",
+                "policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy, MantriPolicy or None, got {}",
                 policy.repr()?
             )))
         }
@@ -248,6 +248,12 @@ fn policy_from_py(policy: &Bound<'_, PyAny>) -> PyResult<Policy> {
             min_runtime: field(policy, "min_runtime")?,
             require_benefit: field(policy, "require_benefit")?,
             min_speculative: field(policy, "min_speculative")?,
+        })),
+        "mantri" => Ok(Policy::Mantri(Mantri {
+            delta: field(policy, "delta")?,
+            max_restarts: field(policy, "max_restarts")?,
+            min_samples: field(policy, "min_samples")?,
+            interval: field(policy, "interval")?,
         })),
         other => Err(Error::value("policy", format!("of kind {other:?} is not supported")).into()),
     }
@@ -312,6 +318,9 @@ pub struct PyCandidates {
     elapsed: Py<PyArray1<f64>>,
     #[pyo3(get)]
     threshold: Py<PyArray1<f64>>,
+    /// 0: copy beside the attempt; 1: kill it and restart the task (MantriPolicy only).
+    #[pyo3(get)]
+    action: Py<PyArray1<i64>>,
     len: usize,
 }
 
@@ -333,6 +342,13 @@ impl PyCandidates {
             node: to_i64(py, c.node),
             elapsed: c.elapsed.into_pyarray(py).unbind(),
             threshold: c.threshold.into_pyarray(py).unbind(),
+            action: c
+                .action
+                .into_iter()
+                .map(i64::from)
+                .collect::<Vec<i64>>()
+                .into_pyarray(py)
+                .unbind(),
         }
     }
 }

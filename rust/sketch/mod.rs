@@ -681,7 +681,7 @@ impl QuantileSketch {
     }
 
     /// The value at each rank (ascending ranks), in one walk over the bins.
-    fn values_at_sorted_ranks(&self, ranks: &[u64]) -> Vec<f64> {
+    pub(crate) fn values_at_sorted_ranks(&self, ranks: &[u64]) -> Vec<f64> {
         if self.count == 0 {
             return vec![f64::NAN; ranks.len()];
         }

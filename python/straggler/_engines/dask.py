@@ -337,6 +337,7 @@ class DaskEngine(EngineBase):
         self.workers_refreshed = -1.0
         self.free_since: Optional[float] = None
         self.grace = 0.2
+        self.patience = 1.0
         self.slots = 1
         self.reports: collections.deque = collections.deque()
         self.finished: collections.deque = collections.deque()
@@ -354,6 +355,7 @@ class DaskEngine(EngineBase):
         # How long a thread may stay free while originals wait before we conclude they cannot
         # take it: well above the start reports' latency (a flush window plus a check).
         self.grace = max(0.2, 2 * interval)
+        self.patience = max(1.0, 5 * self.grace)
         self.calls = _WorkerCalls(f"straggler-dask-calls-{self.token}")
         with ledger.lock:
             ledger.slots = self.slots
@@ -418,12 +420,13 @@ class DaskEngine(EngineBase):
             for node, threads in self.nthreads.items()
         }
 
-    def _waiting_alone(self) -> list[DaskAttempt]:
-        """Originals handed to Dask, not started, and their task's only attempt, oldest first."""
+    def _waiting_alone(self, handed_before: float = float("inf")) -> list[DaskAttempt]:
+        """Originals handed to Dask (before ``handed_before``), not started, and their task's
+        only attempt, oldest first."""
         return sorted(
             (a for a in self.by_key.values()
              if not a.started and a.pinned < 0 and not a.speculative and len(a.task.running) == 1
-             and not a.task.queued and not a.task.done),
+             and not a.task.queued and not a.task.done and a.start < handed_before),
             key=lambda a: a.start,
         )
 
@@ -453,7 +456,9 @@ class DaskEngine(EngineBase):
         self.free_since = None
         blocked = self.blocklist.blocked(now)
         moved = False
-        for attempt in self._waiting_alone():
+        # Only originals that have waited well past a start report's latency: one just handed to
+        # Dask (or whose report is slow under load) is not stuck.
+        for attempt in self._waiting_alone(handed_before=now - self.patience):
             node = choose_node(free_nodes, blocked=blocked)
             if node == -1:
                 break

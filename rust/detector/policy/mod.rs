@@ -3,6 +3,7 @@
 
 pub mod flink;
 pub mod late;
+pub mod mantri;
 pub mod smallpond;
 pub mod spark;
 
@@ -11,6 +12,7 @@ use super::table::{Live, Tasks};
 
 pub use flink::Flink;
 pub use late::Late;
+pub use mantri::Mantri;
 pub use smallpond::Smallpond;
 pub use spark::Spark;
 
@@ -23,6 +25,7 @@ pub enum Policy {
     Flink(Flink),
     Smallpond(Smallpond),
     Late(Late),
+    Mantri(Mantri),
 }
 
 /// The state a policy reads.
@@ -69,6 +72,8 @@ pub struct Pick {
     pub threshold: f64,
     /// Larger is more urgent.
     pub urgency: f64,
+    /// What to do with the attempt: `mantri::COPY` (every other policy) or `mantri::RESTART`.
+    pub action: u8,
 }
 
 impl Pick {
@@ -82,6 +87,7 @@ impl Pick {
             elapsed,
             threshold,
             urgency,
+            action: mantri::COPY,
         }
     }
 }
@@ -100,6 +106,9 @@ pub struct Candidates {
     pub node: Vec<u32>,
     pub elapsed: Vec<f64>,
     pub threshold: Vec<f64>,
+    /// 0: start a copy beside the attempt; 1: kill the attempt and start a new one (Mantri's
+    /// restart). Always 0 for the other policies.
+    pub action: Vec<u8>,
 }
 
 impl Candidates {
@@ -127,6 +136,7 @@ impl Candidates {
             node: Vec::with_capacity(order.len()),
             elapsed: Vec::with_capacity(order.len()),
             threshold: Vec::with_capacity(order.len()),
+            action: Vec::with_capacity(order.len()),
         };
         for &(_, _, i) in &order {
             let p = &picks[i as usize];
@@ -136,6 +146,7 @@ impl Candidates {
             out.node.push(p.node);
             out.elapsed.push(p.elapsed);
             out.threshold.push(p.threshold);
+            out.action.push(p.action);
         }
         out
     }
@@ -149,6 +160,7 @@ impl Policy {
             Policy::Flink(flink) => flink.picks(view, ctx),
             Policy::Smallpond(smallpond) => smallpond.picks(view, ctx),
             Policy::Late(late) => late.picks(view, ctx),
+            Policy::Mantri(mantri) => mantri.picks(view, ctx),
         };
         Candidates::from_picks(picks)
     }
