@@ -25,7 +25,7 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     """argparse, with a bad argument reported on one line (and exit code 2, as argparse does)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -43,7 +43,8 @@ class _Current(Protocol):
     """What the thread-local holds while an attempt runs: an ``AttemptContext`` (in a worker
     process) or the executor's attempt record, which builds its context only when asked."""
 
-    _live: Optional[_Live]
+    @property
+    def _live(self) -> Optional[_Live]: ...
 
     def context(self) -> AttemptContext: ...
 

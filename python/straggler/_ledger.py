@@ -378,7 +378,7 @@ class Ledger:
                 outcome = "finish"
                 task.done = True
                 self.n_wins += attempt.speculative
-                self.outputs.discard(task.output)  # type: ignore[arg-type]
+                self.outputs.discard(task.output)
                 if task.running:
                     self.stop_others_locked(task, attempt)
                 resolve = task
@@ -475,7 +475,7 @@ class Ledger:
 
     def staging_prefix(self, task: Task, number: int) -> str:
         """The name every staging directory of this attempt starts with (beside the output)."""
-        name = os.path.basename(task.output)  # type: ignore[arg-type]
+        name = os.path.basename(task.output or "")
         return f".{name}.{STAGING_MARK}-{self.token}-t{task.id}a{number}-"
 
     # --- reading ----------------------------------------------------------------------------

@@ -263,7 +263,7 @@ def _column(name: str, values: object, n: int) -> list[Any]:
 
 
 def _now_column(now: object, n: int) -> list[float]:
-    if np.ndim(now) == 0:
+    if np.ndim(now) == 0:  # type: ignore[arg-type]
         scalar = np.asarray(now).item() if isinstance(now, (np.generic, np.ndarray)) else now
         return [_time("now", scalar)] * n
     return [_time("now", value) for value in _column("now", now, n)]
@@ -402,7 +402,7 @@ class ReferenceDetector:
             raise ValueError(f"n must be >= 0, got n={n!r}")
         if count > MAX_TASKS_PER_CALL:
             raise ValueError(f"n={n!r} is more tasks than one call may add ({MAX_TASKS_PER_CALL})")
-        if input_bytes is None or np.ndim(input_bytes) == 0:
+        if input_bytes is None or np.ndim(input_bytes) == 0:  # type: ignore[arg-type]
             sizes = [self._input_bytes(input_bytes)] * count
         else:
             sizes = [self._input_bytes(v) for v in _column("input_bytes", input_bytes, count)]
@@ -514,7 +514,9 @@ class ReferenceDetector:
         if ok and task.duration is None:
             task.duration = time - target.start
             task.finish_records = count
-            self._stages[task.stage].finished.append(task.duration)
+            stage = self._stages[task.stage]
+            assert stage is not None  # a stage with a running attempt cannot have been removed
+            stage.finished.append(task.duration)
             return True
         return False
 

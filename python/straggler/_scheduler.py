@@ -274,7 +274,7 @@ class _DetectorFeed:
                     np.fromiter([a.detector_id for a in rows], np.int64, n),
                     np.fromiter([a.end for a in rows], np.float64, n),
                     ok=None if all(ok) else ok,
-                    records=np.fromiter([a.beat[2] for a in rows], np.float64, n) if rows is counted else None,
+                    records=np.fromiter([_records(a) for a in rows], np.float64, n) if rows is counted else None,
                 )
             except Exception:
                 # One bad row must not keep the others running in the Detector for ever.
@@ -282,7 +282,7 @@ class _DetectorFeed:
                 for attempt, won in zip(rows, ok):
                     try:
                         self.detector.finish(attempt.detector_id, attempt.end, ok=won,
-                                             records=attempt.beat[2] if rows is counted else None)
+                                             records=_records(attempt) if rows is counted else None)
                     except Exception:
                         logger.exception("straggler: the Detector refused the end of attempt %d of task %d",
                                          attempt.number, attempt.task.id)
@@ -329,3 +329,9 @@ class _DetectorFeed:
                 progress=np.asarray(progress, dtype=np.float64) if has_progress else None,
                 records=np.asarray(records, dtype=np.float64) if has_records else None,
             )
+
+
+def _records(attempt: Attempt) -> Optional[int]:
+    """The record count of the attempt's last heartbeat (None without one)."""
+    beat = attempt.beat
+    return None if beat is None else beat[2]

@@ -251,7 +251,7 @@ def _restart(
         node = choose_node(free_nodes, avoid=avoid, blocked=blocked)
         if node == -1:
             node = None  # kill now; the new attempt waits, first in the queue, for a slot
-        else:
+        elif node is not None:
             free_nodes[node] -= 1
             placed.setdefault(task, set()).add(node)
         killed = int(nodes[i])

@@ -96,7 +96,7 @@ class _WorkerAttempt:
         return self._beat
 
     @beat.setter
-    def beat(self, value: tuple) -> None:
+    def beat(self, value: Optional[tuple[float, Optional[float], Optional[int]]]) -> None:
         # heartbeat() stores a whole tuple; wake the flusher so the beat leaves within a window.
         self._beat = value
         self.channel.wake.set()
@@ -118,7 +118,7 @@ class _WorkerChannel:
         self.name = name
         self.lock = threading.Lock()
         self.running: dict[str, _WorkerAttempt] = {}
-        self.starts: list[tuple[str, float]] = []
+        self.starts: list[tuple[str, float, Optional[str]]] = []
         self.wake = threading.Event()
         self.nodes: dict[str, int] = {}   # address -> node id, as the executor numbered them
         self.worker: Any = None
@@ -320,7 +320,6 @@ class DaskEngine(EngineBase):
             raise TypeError(f"unsupported Dask submit options: {sorted(submit_options)!r}")
 
         self.client = client
-        self.ledger: Optional[Ledger] = None  # type: ignore[assignment]
         self.token = ""
         self.channel = ""
         self.nodes: dict[str, int] = {}          # address -> node id
@@ -386,7 +385,7 @@ class DaskEngine(EngineBase):
             workers = {a: n for a, n in workers.items() if a in self.universe}
         learned = False
         nthreads = {}
-        ledger = self.ledger
+        ledger: Optional[Ledger] = getattr(self, "ledger", None)  # None until bound
         lock = ledger.lock if ledger is not None else threading.Lock()
         with lock:
             for address, threads in workers.items():
@@ -460,7 +459,7 @@ class DaskEngine(EngineBase):
         # Dask (or whose report is slow under load) is not stuck.
         for attempt in self._waiting_alone(handed_before=now - self.patience):
             node = choose_node(free_nodes, blocked=blocked)
-            if node == -1:
+            if node is None or node == -1:
                 break
             task = attempt.task
             ledger.queue_locked(task, ledger.next_number_locked(task), speculative=False, node=node)
@@ -599,7 +598,7 @@ class DaskEngine(EngineBase):
             for step, args in ((self._apply_reports, (reports, marks)), (self._settle, (finished, marks)),
                                (self._stop_losers, (marks,)), (self._sweep, ()), (self.wake, ())):
                 try:
-                    step(*args)  # type: ignore[operator]
+                    step(*args)
                 except Exception:
                     logger.exception("straggler: a step of the Dask event thread failed; continuing")
 
@@ -807,7 +806,8 @@ class DaskEngine(EngineBase):
             tasks, self.to_sweep = self.to_sweep, []
         for task in tasks:
             prefix = self.ledger.staging_prefix(task, 0)[: -len("0-")]  # ".<name>.straggler-<token>-t<id>a"
-            for path in glob.glob(os.path.join(os.path.dirname(task.output), glob.escape(prefix) + "*")):
+            parent = os.path.dirname(task.output or "")
+            for path in glob.glob(os.path.join(parent, glob.escape(prefix) + "*")):
                 shutil.rmtree(path, ignore_errors=True)
 
     def cancel_unstarted(self) -> None:
