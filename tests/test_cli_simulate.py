@@ -102,3 +102,89 @@ def test_plot_writes_a_png_timeline(tmp_path):
     assert width >= 800 and height >= 400
     assert len(data) > 20_000  # bars were drawn, not an empty canvas
     assert f"timeline written to {path}" in done.stdout
+
+
+# --- refused before any simulation runs ------------------------------------------------------------
+
+
+def refused(capsys, *args: str) -> str:
+    """Run the console script in-process on args that must be refused: exit code 2, nothing on
+    stdout (so nothing was simulated: the header comes first), one line on stderr."""
+    import straggler.__main__ as cli
+
+    with pytest.raises(SystemExit) as exit:
+        cli.main(list(args))
+    out, err = capsys.readouterr()
+    assert exit.value.code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/proc/t.png", "{tmp}/timeline.xyz", "{tmp}/timeline", "{tmp}", "{tmp}/", ""],
+    ids=["proc", "unknown-extension", "no-extension", "a-directory", "a-directory-slash", "empty"],
+)
+def test_a_plot_path_that_cannot_take_the_timeline_is_refused_before_simulating(capsys, tmp_path, monkeypatch, path):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)  # where "" or "DIR" + ".png" would land
+    err = refused(capsys, "simulate", *SMALL, "--policy", "late", "--plot", path.format(tmp=tmp_path))
+    assert err.startswith("straggler simulate: error: argument --plot:")
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+    assert not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+
+
+def test_a_plot_in_a_read_only_directory_is_refused_before_simulating(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import os
+
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    if os.geteuid() == 0:
+        # root writes through the mode bits: answer as they would for any other user.
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+            not (mode & os.W_OK) if os.path.realpath(p) == str(folder) else real_access(p, mode, **kw)))
+    err = refused(capsys, "simulate", *SMALL, "--policy", "late", "--plot", str(folder / "t.png"))
+    assert err.startswith("straggler simulate: error: argument --plot:") and str(folder) in err
+    assert list(folder.iterdir()) == []
+
+
+def test_the_plot_is_written_where_asked_with_the_format_its_extension_names(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "timeline.svg"
+    done = run("simulate", *SMALL, "--policy", "late", "--plot", str(path))
+    assert done.returncode == 0, done.stderr
+    assert path.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timeline.svg"]  # no probe file left
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["simulate", "--tasks", "100000000000000000000000"], "--tasks"),
+        (["simulate", "--tasks", "1e23"], "--tasks"),
+        (["simulate", "--tasks", "3000000000"], "--tasks"),
+        (["simulate", "--nodes", "3000000000"], "--nodes"),
+        (["simulate", "--slots-per-node", "3000000000"], "--slots-per-node"),
+        (["simulate", "--nodes", "100000", "--slots-per-node", "1000"], "--slots-per-node"),
+        (["simulate", "--slow-nodes", "3000000000"], "--slow-nodes"),
+        (["simulate", "--runs", "3000000000"], "--runs"),
+        (["simulate", "--interval", "1e-12"], "--interval"),
+        (["demo", "--tasks", "100000000000000000000000"], "--tasks"),
+        (["demo", "--tasks", "1e23"], "--tasks"),
+        (["demo", "--workers", "3000000000"], "--workers"),
+    ],
+)
+def test_counts_beyond_their_bounds_are_one_line_and_exit_code_2(capsys, args, named):
+    err = refused(capsys, *args)
+    assert err.startswith(f"straggler {args[0]}: error: argument {named}")
+
+
+def test_help_states_the_bounds_of_the_counts():
+    sim = run("simulate", "--help").stdout
+    for bound in ("at most 10,000,000", "at most 1,000,000"):
+        assert bound in " ".join(sim.split()), bound
+    demo = run("demo", "--help").stdout
+    assert "at most 100,000" in " ".join(demo.split())

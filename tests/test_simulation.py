@@ -294,3 +294,120 @@ def test_mantri_restarts_kill_the_attempt_and_start_a_new_one():
     kinds = [e.kind for e in r.events]
     assert r.killed > 0 and "kill" in kinds
     assert r.speculative > 0
+
+
+# --- long jobs: the simulator jumps between events -------------------------------------------------
+
+# Four equal tasks on nodes 0-3 of five, node 0 four times slower (seed 0 picks it): three
+# tasks end at task_time, the fourth would end at 4 x task_time; node 4 is free for a copy.
+ONE_SLOW = dict(tasks=4, nodes=5, slow_nodes=1, slow_factor=4.0, sigma=0.0, seed=0)
+
+
+def test_one_slow_task_of_a_billion_seconds_is_copied_at_the_first_tick_past_the_threshold():
+    r = sg.simulate(**ONE_SLOW, task_time=1e9, policy="spark")
+    assert r.slow_nodes == (0,)
+    # Spark: once 3 of 4 succeeded, copy an attempt running > 1.5 x the median (strictly): the
+    # first 1 s tick after 1.5e9; the copy takes 1e9 on the healthy node 4 and wins.
+    assert (r.speculative, r.speculative_wins) == (1, 1)
+    assert r.makespan == 1.5e9 + 1.0 + 1e9
+    # Flink's test is inclusive (elapsed >= 1.5 x the median): the tick at 1.5e9 itself.
+    assert sg.simulate(**ONE_SLOW, task_time=1e9, policy="flink").makespan == 2.5e9
+
+
+def test_a_billion_second_job_that_smallpond_never_copies_runs_to_its_end():
+    # smallpond needs 20 successes.
+    r = sg.simulate(**ONE_SLOW, task_time=1e9, policy="smallpond")
+    assert r.makespan == 4e9 and r.speculative == 0
+
+
+def test_late_copies_a_billion_second_straggler_once_its_min_runtime_passed():
+    # LATE's cap is max(min_speculative=1, floor(0.1 x 5 slots)) = 1 copy; it copies the
+    # slowest-progressing attempt at the first check past min_runtime (60 s), onto node 4.
+    r = sg.simulate(**ONE_SLOW, task_time=1e9, policy="late")
+    assert (r.speculative, r.speculative_wins) == (1, 1)
+    assert r.makespan == 60.0 + 1e9
+
+
+def test_a_nanosecond_interval_keeps_copies_on_its_grid():
+    r = sg.simulate(**ONE_SLOW, task_time=60.0, policy="spark", interval=1e-9)
+    (copy,) = [e for e in r.events if e.kind == "start" and e.speculative]
+    # The first tick after 90 s (1.5 x the 60 s median), on the 1e-9 s grid.
+    assert copy.time == pytest.approx(90.0, abs=2e-9) and copy.time > 90.0
+    assert copy.time / 1e-9 == round(copy.time / 1e-9)
+    assert r.makespan == pytest.approx(150.0, abs=2e-9)
+
+
+def tick_every_interval(**kwargs):
+    """The same run with a check at every interval tick (no jumping): the reference."""
+    from straggler import simulation
+
+    sim = simulation._build(**kwargs)
+    sim.jump = False
+    return sim.run()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_jumping_between_events_decides_exactly_as_checking_every_tick(policy, seed):
+    setting = dict(SMALL, policy=policy, seed=seed, failure_rate=0.05)
+    assert sg.simulate(**setting) == tick_every_interval(**setting)
+
+
+@pytest.mark.parametrize("policy", ["spark", "flink", "late"])
+def test_jumping_matches_ticking_with_a_short_flink_block_and_odd_intervals(policy):
+    for interval in (0.3, 2.5, 7.0):
+        setting = dict(SMALL, policy=policy, seed=4, interval=interval, failure_rate=0.05)
+        assert sg.simulate(**setting) == tick_every_interval(**setting), interval
+    flink = sg.FlinkPolicy(baseline_lower_bound=5.0, block_slow_node_duration=0.5)
+    setting = dict(SMALL, policy=flink, seed=5, failure_rate=0.05)
+    assert sg.simulate(**setting) == tick_every_interval(**setting)
+
+
+def test_flink_blocks_a_slow_node_for_as_long_as_its_attempt_is_slow():
+    # One node: the fourth task's attempt is slow and no copy can go anywhere, so every check
+    # blocks node 0 again; a task retried after a failure waits for the block to end.
+    flink = sg.FlinkPolicy(baseline_lower_bound=1.0, block_slow_node_duration=30.0)
+    setting = dict(tasks=12, nodes=2, slots_per_node=1, sigma=0.8, policy=flink, failure_rate=0.2, max_failures=10)
+    for seed in range(4):
+        assert sg.simulate(**setting, seed=seed) == tick_every_interval(**setting, seed=seed), seed
+
+
+# --- arguments that would make times infinite ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("slow_factor", 1e308), ("task_time", 1e300), ("sigma", 1000.0), ("sigma", 20.5),
+        ("interval", 1e-12), ("tasks", 10**23), ("tasks", 3 * 10**9), ("nodes", 3 * 10**9),
+        ("slots_per_node", 3 * 10**9),
+    ],
+)
+def test_arguments_that_overflow_time_or_memory_are_refused_naming_the_argument(argument, value):
+    kwargs = dict(tasks=10, nodes=12, slow_nodes=2, slow_factor=4.0)
+    kwargs[argument] = value
+    with pytest.raises(ValueError, match=rf"^{argument}\b"):
+        sg.simulate(**kwargs)
+
+
+def test_too_many_slots_in_all_are_refused_naming_slots_per_node():
+    from straggler.simulation import MAX_SLOTS
+
+    with pytest.raises(ValueError, match=rf"^slots_per_node\b.*{MAX_SLOTS}"):
+        sg.simulate(tasks=10, nodes=1000, slots_per_node=MAX_SLOTS // 1000 + 1)
+
+
+def test_the_largest_accepted_settings_give_finite_times():
+    r = sg.simulate(tasks=4, nodes=5, slow_nodes=1, slow_factor=1e6, task_time=1e9, sigma=20.0, seed=0)
+    assert math.isfinite(r.makespan) and r.makespan > 0
+    r = sg.simulate(tasks=4, nodes=4, distribution="pareto", shape=1.0001, task_time=1e9, seed=0, policy="spark")
+    assert math.isfinite(r.makespan) and r.makespan > 0
+
+
+def test_numpy_numbers_are_accepted_as_the_python_numbers_they_stand_for():
+    plain = sg.simulate(tasks=30, nodes=6, slow_nodes=1, slow_factor=3.0, seed=2, policy="spark",
+                        slots_per_node=2, max_failures=3, task_time=50.0, interval=2.0, failure_rate=0.1)
+    numpy = sg.simulate(tasks=np.int64(30), nodes=np.int32(6), slow_nodes=np.uint8(1), slow_factor=np.float32(3.0),
+                        seed=np.int16(2), policy="spark", slots_per_node=np.int64(2), max_failures=np.int8(3),
+                        task_time=np.float64(50.0), interval=np.float64(2.0), failure_rate=np.float64(0.1))
+    assert numpy == plain

@@ -13,11 +13,16 @@ import argparse
 import math
 import os
 import random
+import re
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Optional, Sequence
 
 import straggler as sg
+from straggler import simulation as _simulation
+from straggler._checks import text_integer, text_real
+from straggler.simulation import MAX_NODES, MAX_SLOTS, MAX_TASKS, MIN_INTERVAL
 
 __all__ = ["main"]
 
@@ -29,28 +34,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+# Bounds on the counts (the simulator's own: ``straggler.simulation``), stated in --help.
+_DEMO_MAX_TASKS = 100_000  # real tasks of --task-time seconds each
+_DEMO_MAX_WORKERS = 1_000  # threads
+_MAX_RUNS = 1_000
 
 
-def _number(low: float, high: float = float("inf"), *, low_open: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value > low if low_open else value >= low) or not value <= high:
-            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f"expected a number in {bounds}, got {text!r}")
-        return value
-
-    return parse
+def _at_most(n: int) -> str:
+    return f"at most {n:,}"
 
 
 # --- demo ---------------------------------------------------------------------------------------
@@ -65,18 +56,20 @@ _DEMO_POLICIES: dict[str, Callable[[], Any]] = {
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=_positive_int, default=200, help="tasks in the job (default 200)")
-    parser.add_argument("--workers", type=_positive_int, default=8, help="worker threads (default 8)")
-    parser.add_argument("--task-time", type=_number(0.0, 10.0, low_open=True), default=0.05,
+    parser.add_argument("--tasks", type=text_integer(1, _DEMO_MAX_TASKS), default=200,
+                        help=f"tasks in the job (default 200, {_at_most(_DEMO_MAX_TASKS)})")
+    parser.add_argument("--workers", type=text_integer(1, _DEMO_MAX_WORKERS), default=8,
+                        help=f"worker threads (default 8, {_at_most(_DEMO_MAX_WORKERS)})")
+    parser.add_argument("--task-time", type=text_real(0.0, 10.0, low_open=True), default=0.05,
                         help="seconds a healthy attempt takes (default 0.05)")
-    parser.add_argument("--slow-fraction", type=_number(0.0, 1.0), default=0.03,
+    parser.add_argument("--slow-fraction", type=text_real(0.0, 1.0), default=0.03,
                         help="share of first attempts that straggle (default 0.03)")
-    parser.add_argument("--slow-factor", type=_number(1.0, 1000.0), default=25.0,
+    parser.add_argument("--slow-factor", type=text_real(1.0, 1000.0), default=25.0,
                         help="how much longer a straggler takes, on average; each draws from "
                              "0.8x to 1.2x of it (default 25)")
     parser.add_argument("--policy", choices=sorted(_DEMO_POLICIES), default="spark",
                         help="the policy to compare with no speculation (default spark)")
-    parser.add_argument("--seed", type=int, default=0, help="which tasks straggle (default 0)")
+    parser.add_argument("--seed", type=text_integer(), default=0, help="which tasks straggle (default 0)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="a progress bar per job on stderr (needs tqdm: pip install 'straggler[progress]'; "
                              "default: shown when tqdm is installed and stderr is a terminal)")
@@ -173,67 +166,105 @@ _SIM_POLICIES = ("spark", "spark4", "flink", "smallpond", "late", "mantri")
 
 
 def _add_simulate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=_positive_int, default=2000, help="tasks in the job (default 2000)")
-    parser.add_argument("--nodes", type=_positive_int, default=100, help="nodes in the cluster (default 100)")
-    parser.add_argument("--slots-per-node", type=_positive_int, default=1,
-                        help="attempts a node runs at once (default 1)")
-    parser.add_argument("--slow-nodes", type=_count, default=10,
+    parser.add_argument("--tasks", type=text_integer(1, MAX_TASKS), default=2000,
+                        help=f"tasks in the job (default 2000, {_at_most(MAX_TASKS)})")
+    parser.add_argument("--nodes", type=text_integer(1, MAX_NODES), default=100,
+                        help=f"nodes in the cluster (default 100, {_at_most(MAX_NODES)})")
+    parser.add_argument("--slots-per-node", type=text_integer(1, MAX_SLOTS), default=1,
+                        help=f"attempts a node runs at once (default 1; nodes x slots {_at_most(MAX_SLOTS)})")
+    parser.add_argument("--slow-nodes", type=text_integer(0, MAX_NODES), default=10,
                         help="how many nodes (chosen at random) are slow (default 10)")
-    parser.add_argument("--slow-factor", type=_number(1.0, 1e6), default=5.0,
+    parser.add_argument("--slow-factor", type=text_real(1.0, 1e6), default=5.0,
                         help="how many times longer an attempt takes on a slow node (default 5)")
     parser.add_argument("--policy", action="append", choices=_SIM_POLICIES, metavar="P",
                         help=f"a policy to compare with no speculation, with its peer system's defaults: "
                              f"{', '.join(_SIM_POLICIES)}; repeat for several (default: all)")
-    parser.add_argument("--task-time", type=_number(0.0, 1e9, low_open=True), default=60.0,
+    parser.add_argument("--task-time", type=text_real(0.0, 1e9, low_open=True), default=60.0,
                         help="median task size in seconds on a healthy node (default 60; the policies' "
                              "thresholds are in real seconds, e.g. Flink's 60 s lower bound)")
     parser.add_argument("--distribution", choices=("lognormal", "pareto"), default="lognormal",
                         help="task sizes: lognormal (log-spread --sigma) or pareto (tail index --shape); "
                              "default lognormal")
-    parser.add_argument("--sigma", type=_number(0.0, 10.0), default=0.5,
+    parser.add_argument("--sigma", type=text_real(0.0, 10.0), default=0.5,
                         help="lognormal log-spread of task sizes (default 0.5)")
-    parser.add_argument("--shape", type=_number(1.0, 1e6, low_open=True), default=2.0,
+    parser.add_argument("--shape", type=text_real(1.0, 1e6, low_open=True), default=2.0,
                         help="Pareto tail index of task sizes, > 1 (default 2)")
-    parser.add_argument("--failure-rate", type=_number(0.0, 0.99), default=0.0,
+    parser.add_argument("--failure-rate", type=text_real(0.0, 0.99), default=0.0,
                         help="chance that an attempt fails part way (default 0)")
-    parser.add_argument("--interval", type=_number(0.0, 1e6, low_open=True), default=None,
-                        help="seconds between checks (default: the policy's own, at least 1)")
-    parser.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
-    parser.add_argument("--runs", type=_positive_int, default=1,
-                        help="run seeds seed .. seed+runs-1 and report the means (default 1)")
+    parser.add_argument("--interval", type=text_real(MIN_INTERVAL, 1e6), default=None,
+                        help=f"seconds between checks, from {MIN_INTERVAL:g} (default: the policy's own, at least 1)")
+    parser.add_argument("--seed", type=text_integer(0), default=0, help="random seed (default 0)")
+    parser.add_argument("--runs", type=text_integer(1, _MAX_RUNS), default=1,
+                        help=f"run seeds seed .. seed+runs-1 and report the means (default 1, {_at_most(_MAX_RUNS)})")
     parser.add_argument("--plot", metavar="PATH", default=None,
-                        help="write a timeline PNG of no speculation and the first --policy (late when "
-                             "none is given), for the first seed (needs matplotlib: pip install "
-                             "'straggler[plot]')")
+                        help="write a timeline of no speculation and the first --policy (late when none is "
+                             "given), for the first seed, in the format the extension names (.png, .svg, "
+                             ".pdf, ...; needs matplotlib: pip install 'straggler[plot]')")
 
 
-def _count(text: str) -> int:
+def _check_plot_path(path: str) -> None:
+    """Refuse a --plot path the timeline cannot be written to, before any simulation runs (it
+    takes a while): one line and exit code 2, as for any bad argument."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        _fail("simulate", "argument --plot needs matplotlib: pip install 'straggler[plot]'")
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    known = ", ".join(f".{f}" for f in formats)
+    if not path:
+        _fail("simulate", f"argument --plot: expected a file name such as timeline.png, got {path!r}")
+    if os.path.isdir(path) or path.endswith(os.sep):
+        _fail("simulate", f"argument --plot: {path!r} is a directory; expected a file name in it, such as "
+                          f"{os.path.join(path, 'timeline.png')!r}")
+    extension = os.path.splitext(path)[1]
+    if extension.lstrip(".").lower() not in formats:
+        # matplotlib would add ".png" to a name without one (or fail after the run on another).
+        found = f"{extension!r}" if extension else "none"
+        _fail("simulate", f"argument --plot: expected a file extension naming an image format ({known}), "
+                          f"got {found} in {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        _fail("simulate", f"argument --plot: no such directory: {folder!r}")
+    # os.access answers for the mode bits; creating a file also meets what they do not show
+    # (a read-only or special file system such as /proc, root's rights, quotas).
+    reason = None if os.access(folder, os.W_OK | os.X_OK) else "permission denied"
+    if reason is None:
+        try:
+            handle, probe = tempfile.mkstemp(dir=folder, prefix=".straggler-plot-")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    if reason is None and os.path.exists(path) and not os.access(path, os.W_OK):
+        reason = f"{path!r} is not writable"
+    if reason is not None:
+        _fail("simulate", f"argument --plot: cannot write in {folder!r}: {reason}")
+
+
+def _option_names(message: str, names: Sequence[str]) -> str:
+    """A library message about ``task_time`` as the command line says it: ``--task-time``."""
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 def _simulate(args: argparse.Namespace) -> int:
     if args.slow_nodes > args.nodes:
         _fail("simulate", f"argument --slow-nodes: {args.slow_nodes} is more than --nodes {args.nodes}")
     if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            _fail("simulate", "argument --plot needs matplotlib: pip install 'straggler[plot]'")
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            _fail("simulate", f"argument --plot: no such directory: {folder!r}")
+        _check_plot_path(args.plot)
     policies = list(dict.fromkeys(args.policy or _SIM_POLICIES))
     settings = dict(
         tasks=args.tasks, nodes=args.nodes, slow_nodes=args.slow_nodes, slow_factor=args.slow_factor,
         distribution=args.distribution, failure_rate=args.failure_rate, slots_per_node=args.slots_per_node,
         task_time=args.task_time, sigma=args.sigma, shape=args.shape, interval=args.interval,
     )
+    # The settings together (nodes x slots, the longest attempt), as simulate checks them.
+    try:
+        _simulation._arguments(policy=None, seed=args.seed, max_failures=4, **settings)
+    except (TypeError, ValueError) as exc:
+        message = _option_names(str(exc), list(settings))
+        _fail("simulate", f"argument {message.split(' ', 1)[0]}: {message.split(' ', 1)[1]}")
     spread = f"sigma {args.sigma:g}" if args.distribution == "lognormal" else f"shape {args.shape:g}"
     seeds = list(range(args.seed, args.seed + args.runs))
     print(
@@ -269,8 +300,11 @@ def _simulate(args: argparse.Namespace) -> int:
         shown = policies[0] if args.policy else "late"
         if shown not in runs:  # pragma: no cover - policies default to all of them
             runs[shown] = [sg.simulate(policy=shown, seed=seeds[0], **settings)]
-        sg.plot_timeline({"no speculation": runs["none"][0], shown: runs[shown][0]}, args.plot,
-                         title=f"straggler simulate: no speculation vs {shown} (seed {seeds[0]})")
+        try:
+            sg.plot_timeline({"no speculation": runs["none"][0], shown: runs[shown][0]}, args.plot,
+                             title=f"straggler simulate: no speculation vs {shown} (seed {seeds[0]})")
+        except OSError as exc:  # checked before the run; the disk may still fill up
+            _fail("simulate", f"argument --plot: cannot write {args.plot!r}: {exc.strerror or exc}")
         print(f"\ntimeline written to {args.plot}")
     return 0
 

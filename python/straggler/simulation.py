@@ -22,7 +22,11 @@ The model
 - Every ``interval`` seconds of virtual time while an attempt runs, the scheduler checks: under
   LATE each running attempt first reports progress = elapsed / its duration (one
   ``heartbeat_many``), then ``Detector.check(now, pending=, slots=)`` and ``plan_copies`` decide
-  the copies, which start at once on the nodes ``plan_copies`` chose.
+  the copies, which start at once on the nodes ``plan_copies`` chose. Only the checks that
+  can answer differently from the one before are made: between two events an answer changes
+  only when a running attempt's elapsed time crosses its threshold, so the loop jumps to the
+  tick of the next crossing or the next event. A run costs time in proportion to its events,
+  not to its length / ``interval``, and decides exactly as a check at every tick would.
 
 Simplifications (against the executor and real clusters)
 --------------------------------------------------------
@@ -40,18 +44,18 @@ from __future__ import annotations
 import collections
 import heapq
 import math
-import numbers
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union, overload
 
 import numpy as np
 
+from straggler._checks import duration, integer, real
 from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 
-__all__ = ["POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate"]
+__all__ = ["MAX_NODES", "MAX_SLOTS", "MAX_TASKS", "POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate"]
 
 # The policies ``simulate`` and the command line know by name, with their own defaults.
 POLICY_NAMES: dict[str, Any] = {
@@ -163,26 +167,88 @@ class SimulationResult:
 
 # --- argument checks ----------------------------------------------------------------------------
 
+# Bounds on what one run may ask for. Counts: the run keeps a few Python objects per task, slot
+# and node, so these keep it within a few GB. Times: every attempt's length is bounded (below)
+# so that sums of times and times / interval stay finite floats.
+MAX_TASKS = 10_000_000
+MAX_NODES = 1_000_000
+MAX_SLOTS = 10_000_000  # nodes x slots_per_node
+MAX_SIGMA = 20.0  # lognormal draws stay below exp(20 x 14), whatever the seed
+MIN_INTERVAL = 1e-9
+MAX_SECONDS = 1e200  # task_time x slow_factor x the largest draw the distribution can give
+# The largest |draw| numpy's generators can give: a standard normal below 14 (the ziggurat's
+# tail, r + 36.8 / r with r = 3.65), a standard exponential below 45 (7.7 + 36.8): 2**-53 is
+# the smallest uniform they take a log of.
+_NORMAL_MAX = 14.0
+_EXPONENTIAL_MAX = 45.0
 
-def _count(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
+
+def _longest_factor(distribution: str, sigma: float, shape: float) -> float:
+    """The largest task size the distribution can draw, as a multiple of its median."""
+    if distribution == "lognormal":
+        return math.exp(sigma * _NORMAL_MAX)
+    # Pareto: scale x exp(E / shape) with the scale median / 2**(1/shape) (see _task_sizes).
+    return math.exp(_EXPONENTIAL_MAX / shape) / 2.0 ** (1.0 / shape)
 
 
-def _seconds(name: str, value: Any, *, low: float, low_open: bool = False, high: float = math.inf,
-             high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    ok = math.isfinite(number) and (number > low if low_open else number >= low) and (
-        number < high if high_open else number <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return number
+def _check_time_scale(task_time: float, slow_factor: float, distribution: str, sigma: float,
+                      shape: float) -> None:
+    """Refuse settings whose longest possible attempt is not a finite, summable time, naming the
+    argument that contributes most."""
+    tail = _longest_factor(distribution, sigma, shape)
+    longest = task_time * slow_factor * tail
+    if longest <= MAX_SECONDS:
+        return
+    spread = f"sigma={sigma!r}" if distribution == "lognormal" else f"shape={shape!r}"
+    parts = {"task_time": task_time, "slow_factor": slow_factor,
+             "sigma" if distribution == "lognormal" else "shape": tail}
+    name = max(parts, key=lambda k: parts[k])
+    value = {"task_time": task_time, "slow_factor": slow_factor, "sigma": sigma, "shape": shape}[name]
+    raise ValueError(
+        f"{name} must keep task_time x slow_factor x the largest {distribution} draw ({spread}: up to "
+        f"{tail:.3g}x the median) at most {MAX_SECONDS:g} s, got {name}={value!r} "
+        f"(task_time={task_time!r}, slow_factor={slow_factor!r}: up to {longest:.3g} s)"
+    )
+
+
+def _arguments(tasks: Any, nodes: Any, slow_nodes: Any, slow_factor: Any, policy: Any, seed: Any,
+               distribution: Any, failure_rate: Any, slots_per_node: Any, task_time: Any, sigma: Any,
+               shape: Any, max_failures: Any, interval: Any) -> dict[str, Any]:
+    """``simulate``'s arguments checked and normalised (Python numbers; ``policy`` resolved to
+    ``(name, policy object)``); the command line checks with it too, before any run."""
+    tasks = integer("tasks", tasks, low=1, high=MAX_TASKS)
+    nodes = integer("nodes", nodes, low=1, high=MAX_NODES)
+    slow_nodes = integer("slow_nodes", slow_nodes, low=0)
+    if slow_nodes > nodes:
+        raise ValueError(f"slow_nodes must be <= nodes ({nodes}), got {slow_nodes!r}")
+    slow_factor = real("slow_factor", slow_factor, low=1.0)
+    name, policy_obj = resolve_policy(policy)
+    seed = integer("seed", seed, low=0)
+    if not isinstance(distribution, str):
+        raise TypeError(f"distribution must be 'lognormal' or 'pareto', got {distribution!r}")
+    if distribution not in ("lognormal", "pareto"):
+        raise ValueError(f"distribution must be 'lognormal' or 'pareto', got {distribution!r}")
+    failure_rate = real("failure_rate", failure_rate, low=0.0, high=1.0, high_open=True)
+    slots_per_node = integer("slots_per_node", slots_per_node, low=1)
+    if nodes * slots_per_node > MAX_SLOTS:
+        raise ValueError(
+            f"slots_per_node must keep nodes x slots_per_node at most {MAX_SLOTS}, got {slots_per_node!r} "
+            f"(with nodes={nodes})"
+        )
+    task_time = duration("task_time", task_time)
+    sigma = real("sigma", sigma, low=0.0, high=MAX_SIGMA)
+    shape = real("shape", shape, low=1.0, low_open=True)
+    _check_time_scale(task_time, slow_factor, distribution, sigma, shape)
+    max_failures = integer("max_failures", max_failures, low=1)
+    if interval is None:
+        interval = max(float(policy_obj.interval), 1.0) if policy_obj is not None else 1.0
+    else:
+        interval = real("interval", interval, low=MIN_INTERVAL)
+    return dict(
+        tasks=tasks, nodes=nodes, slow_nodes=slow_nodes, slow_factor=slow_factor, name=name, policy=policy_obj,
+        seed=seed, distribution=distribution, failure_rate=failure_rate, slots_per_node=slots_per_node,
+        task_time=task_time, sigma=sigma, shape=shape, max_failures=max_failures, interval=interval,
+    )
 
 
 def _task_sizes(rng: np.random.Generator, n: int, distribution: str, median: float,
@@ -224,39 +290,35 @@ def simulate(
     tasks); ``sigma`` is the lognormal's log-spread, ``shape`` the Pareto tail index (> 1, so
     the mean is finite). ``interval``: seconds between checks (default max(policy.interval, 1)).
     The same arguments and ``seed`` give the same result, events included.
-    """
-    tasks = _count("tasks", tasks, 1)
-    nodes = _count("nodes", nodes, 1)
-    slow_nodes = _count("slow_nodes", slow_nodes, 0)
-    if slow_nodes > nodes:
-        raise ValueError(f"slow_nodes must be <= nodes ({nodes}), got {slow_nodes!r}")
-    slow_factor = _seconds("slow_factor", slow_factor, low=1.0)
-    name, policy_obj = resolve_policy(policy)
-    seed = _count("seed", seed, 0)
-    if not isinstance(distribution, str):
-        raise TypeError(f"distribution must be 'lognormal' or 'pareto', got {distribution!r}")
-    if distribution not in ("lognormal", "pareto"):
-        raise ValueError(f"distribution must be 'lognormal' or 'pareto', got {distribution!r}")
-    failure_rate = _seconds("failure_rate", failure_rate, low=0.0, high=1.0, high_open=True)
-    slots_per_node = _count("slots_per_node", slots_per_node, 1)
-    task_time = _seconds("task_time", task_time, low=0.0, low_open=True)
-    sigma = _seconds("sigma", sigma, low=0.0)
-    shape = _seconds("shape", shape, low=1.0, low_open=True)
-    max_failures = _count("max_failures", max_failures, 1)
-    if interval is None:
-        interval = max(float(policy_obj.interval), 1.0) if policy_obj is not None else 1.0
-    else:
-        interval = _seconds("interval", interval, low=0.0, low_open=True)
 
-    rng = np.random.default_rng(seed)
-    sizes = _task_sizes(rng, tasks, distribution, task_time, sigma, shape)
-    slow = tuple(sorted(int(n) for n in rng.choice(nodes, size=slow_nodes, replace=False)))
-    # Failures draw from their own stream, so a run without failures draws nothing from it.
-    fail_rng = random.Random(seed)
-    return _Simulation(
-        name, policy_obj, tasks, nodes, slots_per_node, sizes.tolist(), slow, slow_factor,
-        failure_rate, fail_rng, max_failures, interval, seed,
+    Bounds: at most ``MAX_TASKS`` tasks, ``MAX_NODES`` nodes and ``MAX_SLOTS`` slots in all;
+    ``sigma`` at most 20; ``interval`` at least 1e-9 s; task_time x slow_factor x the largest
+    task size the distribution can draw (as a multiple of its median) at most ``MAX_SECONDS``,
+    so that every time stays a finite float. Integers and reals may be numpy scalars.
+    """
+    return _build(
+        tasks, nodes, slow_nodes, slow_factor, policy, seed, distribution, failure_rate,
+        slots_per_node=slots_per_node, task_time=task_time, sigma=sigma, shape=shape,
+        max_failures=max_failures, interval=interval,
     ).run()
+
+
+def _build(tasks: Any, nodes: Any, slow_nodes: Any = 0, slow_factor: Any = 1.0, policy: Any = None,
+           seed: Any = 0, distribution: Any = "lognormal", failure_rate: Any = 0.0, *, slots_per_node: Any = 1,
+           task_time: Any = 60.0, sigma: Any = 0.5, shape: Any = 2.0, max_failures: Any = 4,
+           interval: Any = None) -> _Simulation:
+    """The run ``simulate`` makes with these arguments, ready to ``run()``."""
+    a = _arguments(tasks, nodes, slow_nodes, slow_factor, policy, seed, distribution, failure_rate,
+                   slots_per_node, task_time, sigma, shape, max_failures, interval)
+    rng = np.random.default_rng(a["seed"])
+    sizes = _task_sizes(rng, a["tasks"], a["distribution"], a["task_time"], a["sigma"], a["shape"])
+    slow = tuple(sorted(int(n) for n in rng.choice(a["nodes"], size=a["slow_nodes"], replace=False)))
+    # Failures draw from their own stream, so a run without failures draws nothing from it.
+    fail_rng = random.Random(a["seed"])
+    return _Simulation(
+        a["name"], a["policy"], a["tasks"], a["nodes"], a["slots_per_node"], sizes.tolist(), slow,
+        a["slow_factor"], a["failure_rate"], fail_rng, a["max_failures"], a["interval"], a["seed"],
+    )
 
 
 class _Simulation:
@@ -329,6 +391,17 @@ class _Simulation:
         self.useful = 0.0
         self.wasted = 0.0
         self.now = 0.0
+
+        # Jumping between events (see quiet_until); False checks at every tick (the reference).
+        self.jump = True
+        self.stage = stage
+        self.flagged = np.empty(0, dtype=np.int64)  # the tasks the last check flagged
+        self.flagged_nodes: tuple[int, ...] = ()  # and the nodes it blocked (Flink)
+        self.seen_blocked: frozenset[int] = frozenset()
+        self.refresh_nodes: tuple[int, ...] = ()  # Flink: blocked again by each skipped check
+        self.refresh_step = 0
+        self.release_due: Optional[float] = None
+        self.release_at: Optional[float] = None  # the release the last check's blocks need
 
     # --- attempts -----------------------------------------------------------------------------
 
@@ -449,7 +522,8 @@ class _Simulation:
 
     # --- the scheduler's check ----------------------------------------------------------------
 
-    def check(self, now: float) -> None:
+    def check(self, now: float) -> bool:
+        """One check at ``now``: copies and (Flink) blocks. True if it started a copy."""
         detector = self.detector
         if self.kind in _PROGRESS_KINDS:
             live = self.slot_attempt >= 0
@@ -457,8 +531,11 @@ class _Simulation:
             detector.heartbeat_many(self.slot_attempt[live], now, progress=progress)
         pending = len(self.pending) + len(self.restarts)
         answer = detector.check(now, pending=pending, slots=self.slots)
+        self.flagged = answer.task
+        self.flagged_nodes = ()
+        self.release_at = None
         if len(answer) == 0:
-            return
+            return False
         candidates = answer.task.tolist()
         situation = Situation(
             pending=pending,
@@ -476,9 +553,10 @@ class _Simulation:
             duration = float(self.policy.block_slow_node_duration)
             for node in plan.block_nodes:
                 self.blocklist.block(node, now, duration)
+            self.seen_blocked = self.blocklist.blocked(now)
+            self.flagged_nodes = plan.block_nodes
             if duration > 0:
-                self.seq += 1
-                heapq.heappush(self.heap, (now + duration, self.seq, -1, True))
+                self.release_at = now + duration  # the loop pushes it, or defers it (see run)
         for order in plan.copies:
             if order.restart:
                 # Mantri's kill-and-restart: the attempt stops now (its time wasted); the new
@@ -491,12 +569,113 @@ class _Simulation:
             assert order.node is not None  # placed on one of free_nodes
             self.start(order.task, order.node, now, True)
         self.dispatch(now)
+        return bool(plan.copies)
 
     def check_is_useful(self) -> bool:
         # A check whose copies could not start changes nothing (it is a pure query), except
         # Flink's, which also blocks the slow attempts' nodes, and Mantri's, whose restarts need
         # no free slot.
         return self.kind in ("flink", "mantri") or self.n_free > len(self.pending)
+
+    def push_release(self, at: float) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, -1, True))
+
+    # --- jumping between events ---------------------------------------------------------------
+    #
+    # Between two events the Detector's statistics, the running attempts, the free slots and the
+    # waiting tasks stay as they are; only the clock moves. A check that started no copy is
+    # therefore repeated, answer and plan alike (Flink blocking the same nodes again), by every
+    # later check until an attempt's elapsed time crosses its threshold (or, under LATE, its
+    # minimum run time or its "too late to copy" point). The loop skips those repeats: it checks
+    # again at the tick of the next crossing or after the next event, whichever comes first.
+
+    def step_at_or_after(self, t: float) -> int:
+        """The first tick k with k x interval >= t, compared as the loop compares (floats)."""
+        i = self.interval
+        k = math.ceil(t / i)
+        for _ in range(4):  # t / i rounds; a grid finer than the floats near t needs no more
+            if k > 1 and (k - 1) * i >= t:
+                k -= 1
+            elif k * i < t:
+                k += 1
+            else:
+                break
+        return k
+
+    def step_after(self, t: float) -> int:
+        """The first tick k with k x interval > t."""
+        k = self.step_at_or_after(t)
+        if k * self.interval <= t:
+            k = self.step_at_or_after(math.nextafter(t, math.inf))
+        return k
+
+    def quiet_until(self, step: int, now: float, next_event: float) -> float:
+        """After the check of ``step`` (at ``now``) started no copy: the first tick whose check
+        can answer otherwise (math.inf: none), 0 when no tick before ``next_event`` can be
+        skipped."""
+        if self.step_at_or_after(next_event) <= step + 1:
+            return 0  # the next event comes before or at the next tick: nothing to skip
+        if self.kind == "mantri":
+            return 0  # its restarts read progress and pending work: no crossing model yet, so no skip
+        if self.kind == "late":
+            live = self.slot_attempt >= 0
+            start = self.slot_start[live]
+            if start.size and start.max() >= now:
+                # Attempts started at this check have no progress rate yet (0 until a
+                # heartbeat after their start): the next check sees them otherwise.
+                return self.step_after(now)
+            crossings = [start + float(self.policy.min_runtime)]
+            stats = self.detector.stage_stats(self.stage)
+            if self.policy.require_benefit and stats["successes"] > 0 and not math.isnan(stats["p50"]):
+                # An attempt stops being a candidate when its time left (its length - elapsed)
+                # falls to the stage's median: a fresh copy would no longer finish first.
+                crossings.append(start + self.slot_duration[live] - stats["p50"])
+            times = np.concatenate(crossings)
+            times = times[times > now - self.interval]
+        else:
+            # Spark, Flink and smallpond flag an attempt once its elapsed time passes a cutoff
+            # that stays fixed between events: the flagged set only grows. The answer at the
+            # next event's time holds every attempt that crosses before it, with its cutoff.
+            # Past that event the probe sees nothing: should the event change nothing (a killed
+            # attempt's end), the check at the first tick after it looks again.
+            horizon = self.step_at_or_after(next_event)
+            probe = self.detector.check(next_event, pending=len(self.pending), slots=self.slots)
+            if len(probe) == len(self.flagged):
+                return horizon
+            new = ~np.isin(probe.task, self.flagged)
+            times = next_event - probe.elapsed[new] + probe.threshold[new]
+            if times.size == 0:
+                return horizon
+        if times.size == 0:
+            return math.inf
+        first = float(times.min())
+        # A tick early, and a few ulps: the crossing computed here may differ from the
+        # Detector's comparison in the last bits.
+        margin = self.interval + 8 * math.ulp(max(abs(first), abs(next_event)))
+        return max(self.step_at_or_after(first - margin), self.step_after(now))
+
+    def refresh_blocks(self, step: int) -> None:
+        """Flink: the checks skipped before tick ``step`` would each have blocked the nodes of
+        the slow attempts again; the last of them sets how long the blocks last."""
+        if not self.refresh_nodes or step - 1 < self.refresh_step:
+            return
+        last = max((step - 1) * self.interval, self.now)
+        duration = float(self.policy.block_slow_node_duration)
+        for node in self.refresh_nodes:
+            self.blocklist.block(node, last, duration)
+        self.seen_blocked = self.blocklist.blocked(last)
+        self.refresh_step = step
+        # Each skipped check's release event would find the node blocked again, except the
+        # last one's: it is pushed when the quiet spell ends.
+        self.release_due = last + duration
+
+    def end_quiet(self) -> None:
+        """An event changed the state: the blocks of the skipped checks end as the last one's."""
+        if self.release_due is not None:
+            self.push_release(self.release_due)
+        self.refresh_nodes = ()
+        self.release_due = None
 
     # --- the event loop -----------------------------------------------------------------------
 
@@ -505,6 +684,7 @@ class _Simulation:
         interval = self.interval
         checks = self.policy is not None
         step = 1  # the next check is at step * interval (exact multiples: no drift)
+        wake: float = 0  # while step < wake, a check would repeat the last one: skipped
         self.dispatch(0.0)
         while True:
             next_event = heap[0][0] if heap else math.inf
@@ -512,22 +692,55 @@ class _Simulation:
                 # Never before the events already handled (checks pause while nothing runs).
                 check_time = max(step * interval, self.now)
                 if check_time < next_event:  # an event at the check's time goes first
-                    if self.check_is_useful():
-                        self.check(check_time)
-                        step += 1
-                    else:
+                    if not self.check_is_useful():
                         # Nothing changes until the next event: jump to the first check at or
                         # after it.
                         step = max(step + 1, math.ceil(next_event / interval))
+                    elif step < wake:
+                        step = int(min(wake, self.step_at_or_after(next_event)))
+                    else:
+                        # The check ending a quiet spell blocks the same nodes again (and
+                        # more), later: the spell's pending release would change nothing.
+                        self.refresh_nodes, self.release_due = (), None
+                        wake = 0
+                        if not self.check(check_time) and self.jump:
+                            wake = self.quiet_until(step, check_time, next_event)
+                        if wake:
+                            self.refresh_nodes = self.flagged_nodes
+                            self.refresh_step = step + 1
+                        release = self.release_at
+                        if release is not None:
+                            if wake and release > (step + 1) * interval:
+                                # The next tick's check would block the node again before
+                                # this release: it waits for the end of the quiet spell.
+                                self.release_due = release
+                            else:
+                                self.push_release(release)
+                        step += 1
                     continue
             if not heap:
                 break
+            if wake:
+                self.refresh_blocks(step)
+                if self.release_due is not None and self.release_due < next_event:
+                    self.push_release(self.release_due)  # a block that ends before the event
+                    self.release_due = None
+                    continue
             now, _, attempt, ok = heapq.heappop(heap)
             self.now = now
             if attempt >= 0:
                 if not self.a_alive[attempt]:
                     continue  # killed when another attempt of its task won
                 self.settle(attempt, now, ok)
+            else:
+                blocked = self.blocklist.blocked(now)
+                released = blocked != self.seen_blocked
+                self.seen_blocked = blocked
+                if wake and not released:
+                    continue  # its node was blocked again since: nothing changes
+            if wake:
+                self.end_quiet()
+                wake = 0
             self.dispatch(now)
         return self.result()
 
