@@ -171,7 +171,7 @@ impl Mantri {
                     supports.resize_with(view.stages.len(), || None);
                 }
                 supports[s]
-                    .get_or_insert_with(|| Support::of(&view.stages[s]))
+                    .get_or_insert_with(|| Support::of(view.stages[s]))
                     .remaining(elapsed)
             };
             // Both tests need at least this (c / (c + 1) < 1), so most attempts stop here,
@@ -261,7 +261,7 @@ impl Mantri {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{Detector, Policy, Times};
+    use crate::detector::{Detector, InputBytes, Policy, Times};
 
     fn ctx(now: f64, pending: u64) -> Context {
         Context {
@@ -274,7 +274,7 @@ mod tests {
     /// A stage of `n` tasks, all started at 0; the first `done` finish at the given times.
     fn stage(det: &mut Detector, n: i64, done: &[f64]) -> Vec<i64> {
         let s = det.add_stage(Some(n), None).unwrap() as i64;
-        let first = det.add_tasks(s, n, None, true).unwrap() as i64;
+        let first = det.add_tasks(s, n, InputBytes::Unknown, true).unwrap() as i64;
         let tasks: Vec<i64> = (first..first + n).collect();
         let a = det.start_many(&tasks, Times::One(0.0), None).unwrap() as i64;
         for (i, &t) in done.iter().enumerate() {
