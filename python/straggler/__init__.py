@@ -5,7 +5,7 @@ speculation policies of Spark, Flink, smallpond, LATE and Mantri run in a Rust c
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
-from straggler._context import AttemptCancelled, AttemptContext, current_attempt, heartbeat, options
+from straggler._context import AttemptCancelled, AttemptContext, AttemptTimeout, current_attempt, heartbeat, options
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler.executor import SpeculativeExecutor
@@ -18,6 +18,7 @@ from straggler.timeline import plot_timeline
 __all__ = [
     "AttemptCancelled",
     "AttemptContext",
+    "AttemptTimeout",
     "AttemptEvent",
     "Candidates",
     "Detector",

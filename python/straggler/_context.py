@@ -12,9 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from straggler._checks import flag, integer, real
+from straggler._checks import flag, integer, optional_duration, real
 
-__all__ = ["AttemptCancelled", "AttemptContext", "TaskOptions", "current_attempt", "heartbeat", "options"]
+__all__ = [
+    "AttemptCancelled", "AttemptContext", "AttemptTimeout", "TaskOptions", "current_attempt", "heartbeat", "options",
+]
 
 
 class AttemptCancelled(BaseException):
@@ -25,6 +27,24 @@ class AttemptCancelled(BaseException):
     ``except Exception`` of user code (retry loops, logging wrappers), or the losing attempt keeps
     its worker busy. Clean-up still runs: ``finally`` blocks and context managers see it.
     """
+
+
+class AttemptTimeout(TimeoutError):
+    """An attempt ran past its ``timeout`` (seconds of wall time) or sent no heartbeat for
+    ``heartbeat_timeout`` seconds: it was stopped and counts as a failure. A task whose last
+    allowed attempt timed out gets this exception; ``task``, ``attempt``, ``limit`` (the name
+    of the option) and ``seconds`` (its value) say which."""
+
+    def __init__(self, task: int, attempt: int, limit: str, seconds: float) -> None:
+        what = "ran longer than" if limit == "timeout" else "sent no heartbeat for"
+        super().__init__(f"task {task}, attempt {attempt}: {what} {limit}={seconds:g} s")
+        self.task = task
+        self.attempt = attempt
+        self.limit = limit
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.task, self.attempt, self.limit, self.seconds))
 
 
 class _Live(Protocol):
@@ -118,6 +138,9 @@ def heartbeat(progress: Optional[float] = None, records: Optional[int] = None) -
     if live is None:
         return
     if live.cancelled:
+        timed_out = getattr(live, "timed_out", None)
+        if timed_out is not None:
+            raise AttemptCancelled(str(timed_out))
         raise AttemptCancelled(f"task {current.context().task}: another attempt finished first")
     live.beat = (live.clock(), progress, records)
 
@@ -131,6 +154,8 @@ class TaskOptions:
     input_bytes: Optional[int] = None
     speculatable: bool = True
     output: Optional[str] = None
+    timeout: Optional[float] = None
+    heartbeat_timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.stage is not None and not isinstance(self.stage, str):
@@ -141,6 +166,8 @@ class TaskOptions:
         if self.input_bytes is not None:
             object.__setattr__(self, "input_bytes", integer("input_bytes", self.input_bytes, low=0))
         object.__setattr__(self, "speculatable", flag("speculatable", self.speculatable))
+        object.__setattr__(self, "timeout", optional_duration("timeout", self.timeout))
+        object.__setattr__(self, "heartbeat_timeout", optional_duration("heartbeat_timeout", self.heartbeat_timeout))
         if self.output is not None:
             import os
 
@@ -175,6 +202,8 @@ def options(
     input_bytes: Optional[int] = None,
     speculatable: bool = True,
     output: Optional[str] = None,
+    timeout: Optional[float] = None,
+    heartbeat_timeout: Optional[float] = None,
 ) -> Callable[..., Any]:
     """Wrap ``fn`` with per-task options for ``SpeculativeExecutor.submit``.
 
@@ -182,10 +211,14 @@ def options(
     default: one stage per executor); ``num_tasks`` is the stage's size when known;
     ``input_bytes`` lets Flink's policy normalise durations; ``speculatable=False`` never copies
     the task; with ``output=path`` each attempt writes into ``current_attempt().staging_dir``
-    and the first successful attempt's directory is renamed to ``path``.
+    and the first successful attempt's directory is renamed to ``path``. ``timeout`` (seconds
+    of wall time per attempt) and ``heartbeat_timeout`` (no ``heartbeat()`` for that long means
+    hung) stop an attempt and count it as a failure (``AttemptTimeout``); they override the
+    executor's own.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {fn!r}")
     if isinstance(fn, _WithOptions):
         raise TypeError(f"fn already has options: {fn!r}")
-    return _WithOptions(fn, TaskOptions(stage, num_tasks, input_bytes, speculatable, output))
+    return _WithOptions(fn, TaskOptions(stage, num_tasks, input_bytes, speculatable, output, timeout,
+                                        heartbeat_timeout))

@@ -29,7 +29,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
-from straggler._context import AttemptContext, TaskOptions
+from straggler._context import AttemptContext, AttemptTimeout, TaskOptions
 from straggler._records import AttemptEvent, ExecutorStats
 
 __all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "Task", "STAGING_MARK"]
@@ -75,7 +75,7 @@ class Attempt:
     object per attempt, because the executor's cost per task is what a no-op job measures."""
 
     __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "detector_id",
-                 "beat_sent", "cancelled", "beat", "clock", "staging", "_context", "__weakref__")
+                 "beat_sent", "cancelled", "beat", "clock", "staging", "timed_out", "_context", "__weakref__")
 
     node = 0  # engines without nodes to choose run everything on node 0
 
@@ -92,6 +92,7 @@ class Attempt:
         self.cancelled = False
         self.beat: Optional[tuple] = None
         self.staging: Optional[str] = None
+        self.timed_out: Optional[AttemptTimeout] = None  # set when the scheduler stops it for time
         self._context: Optional[AttemptContext] = None
 
     @property
@@ -150,7 +151,9 @@ class Ledger:
         self.spec_active = 0      # copies running or queued
         self.busy = 0             # engine work outstanding (a runner loop, an attempt sent away)
         self.n_attempts = self.n_speculative = self.n_wins = self.n_failures = 0
-        self.n_killed = self.n_lost = 0
+        self.n_killed = self.n_lost = self.n_timeouts = self.n_abandoned = 0
+        # Whether any task (or the executor) set a timeout: the scheduler skips its scan if not.
+        self.timeouts = False
         self.wasted = 0.0
         self.inbox: list[Any] = []
         self.scheduler_idle = False
@@ -365,6 +368,11 @@ class Ledger:
         resolve: Optional[Task] = None
         self._detach_locked(attempt)
         outcome = ""
+        if attempt.timed_out is not None and error is not None and not task.done:
+            # Stopped for running too long (or going silent): whatever the stop made it raise,
+            # its failure is the timeout.
+            error = attempt.timed_out
+            self.n_timeouts += 1
         if task.done:
             outcome = "kill"  # lost the race (or its task was cancelled): its result is dropped
         elif error is None:
@@ -424,6 +432,29 @@ class Ledger:
         if attempt.staging is None and resolve is None:
             return None
         return FollowUp(attempt.staging, resolve, None, error)
+
+    def time_out_locked(self, attempt: Attempt, limit: str, seconds: float) -> None:
+        """Stop an attempt that ran past ``limit`` ("timeout" or "heartbeat_timeout"): it ends
+        as a failure with ``AttemptTimeout`` (retried up to ``max_failures``). The task's other
+        attempts run on."""
+        if attempt.cancelled or attempt.outcome:
+            return
+        attempt.timed_out = AttemptTimeout(attempt.task.id, attempt.number, limit, seconds)
+        attempt.cancelled = True
+        try:
+            self.stop_attempt(attempt)
+        except Exception:  # pragma: no cover - the engine's hook must not break the scheduler
+            import logging
+
+            logging.getLogger("straggler").exception("straggler: could not stop attempt %d of task %d",
+                                                     attempt.number, attempt.task.id)
+
+    def abandon_attempt_locked(self, attempt: Attempt) -> Optional[FollowUp]:
+        """The engine gave up stopping an attempt (its thread would not stop): settle it now,
+        as the stop meant it (a kill, or a timeout failure); its late result is never read."""
+        self.n_abandoned += 1
+        error = attempt.timed_out or _Abandoned(f"task {attempt.task.id}: attempt {attempt.number} would not stop")
+        return self.settle_locked(attempt, None, error)
 
     def stop_others_locked(self, task: Task, winner: Optional[Attempt]) -> None:
         for other in task.running:
@@ -490,6 +521,8 @@ class Ledger:
             killed=self.n_killed,
             wasted_seconds=self.wasted,
             lost=self.n_lost,
+            timeouts=self.n_timeouts,
+            abandoned=self.n_abandoned,
         )
 
     def events(self) -> list[AttemptEvent]:
@@ -511,3 +544,8 @@ def _events(log: list) -> Iterator[AttemptEvent]:
 
 
 _UNSET: Any = object()
+
+
+class _Abandoned(Exception):
+    """The error an abandoned attempt settles with (it only reaches a Future if the task had no
+    other attempt and was cancelled, which resolves the Future otherwise)."""

@@ -35,7 +35,9 @@ class ExecutorStats:
     (stopped by ``heartbeat`` or finished too late); ``lost`` the attempts an engine lost
     without a verdict (a Dask worker died under them; never counted as failures);
     ``wasted_seconds`` the run time of the attempts that ended without producing the task's
-    result (failed, killed and lost ones).
+    result (failed, killed and lost ones); ``timeouts`` the attempts stopped for running past
+    ``timeout`` or ``heartbeat_timeout`` (each also counted in ``failures``); ``abandoned`` the
+    attempts whose thread would not stop and was left behind (its slot given to a new thread).
     """
 
     tasks: int
@@ -46,6 +48,8 @@ class ExecutorStats:
     killed: int
     wasted_seconds: float
     lost: int = 0
+    timeouts: int = 0
+    abandoned: int = 0
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from straggler._checks import integer, real
+from straggler._checks import duration, integer, optional_duration, real
 from straggler._context import TaskOptions, _WithOptions
 from straggler._engines import EngineBase, resolve
 from straggler._ledger import Ledger, Task
@@ -61,8 +61,16 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     the scheduler's check period (default: the policy's own interval; 0.1 s without a policy).
     A task whose attempts fail ``max_failures`` times gets the last exception.
     ``max_events`` bounds ``events()`` to the newest events (None: keep all; 0: keep none);
-    ``stats()`` counts everything regardless. ``clock`` (default ``time.monotonic``) is
-    injectable for tests.
+    ``stats()`` counts everything regardless.
+
+    ``timeout`` (seconds of wall time per attempt) and ``heartbeat_timeout`` (no
+    ``heartbeat()`` for that long means hung) stop an attempt and count it as a failure; a task
+    whose last allowed attempt timed out gets ``AttemptTimeout``. ``sg.options`` sets them per
+    task. An attempt is stopped by a ladder: ``heartbeat()`` raises ``AttemptCancelled`` at
+    once; on the thread engine, after ``stop_grace`` seconds the exception is raised in its
+    thread (at its next Python bytecode: a blocking C call delays it), and after another
+    ``stop_grace`` a thread still running is abandoned, its slot given to a new thread.
+    ``clock`` (default ``time.monotonic``) is injectable for tests.
     """
 
     def __init__(
@@ -74,6 +82,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         interval: Optional[float] = None,
         max_failures: int = 4,
         max_events: Optional[int] = _MAX_EVENTS,
+        timeout: Optional[float] = None,
+        heartbeat_timeout: Optional[float] = None,
+        stop_grace: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if policy is not None and getattr(policy, "kind", None) not in _KINDS:
@@ -88,6 +99,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         max_failures = integer("max_failures", max_failures, low=1)
         if max_events is not None:
             max_events = integer("max_events", max_events, low=0)
+        timeout = optional_duration("timeout", timeout)
+        heartbeat_timeout = optional_duration("heartbeat_timeout", heartbeat_timeout)
+        stop_grace = duration("stop_grace", stop_grace, allow_zero=True)
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         engine: EngineBase = resolve(executor, max_workers)  # validates executor and max_workers
@@ -97,13 +111,17 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         self._engine = engine
         self._ledger = ledger = Ledger(max_failures=max_failures, clock=clock, slots=engine.slots,
                                        max_events=max_events, token=uuid.uuid4().hex[:8])
+        ledger.timeouts = timeout is not None or heartbeat_timeout is not None
         blocklist = NodeBlocklist()
+        engine.stop_grace = stop_grace
         engine.bind(ledger, blocklist, self._interval)
-        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist)
+        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist,
+                                    timeout=timeout, heartbeat_timeout=heartbeat_timeout)
         self._scheduler.start()
         # Dropped without shutdown(): let the work finish, then the threads end (as
         # ThreadPoolExecutor does); nothing of ours keeps a reference to the front.
         self._finalizer = weakref.finalize(self, _close_ledger, ledger)
+        _live_ledgers.add(ledger)
 
     # --- the concurrent.futures.Executor API -----------------------------------------------
 
@@ -123,6 +141,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             if task_options.output is not None:
                 # Resolved once, here: a later chdir must not move where the output lands.
                 output = os.path.abspath(os.fspath(task_options.output))
+            if task_options.timeout is not None or task_options.heartbeat_timeout is not None:
+                self._ledger.timeouts = True
         task = Task(fn, args, kwargs, stage, task_options, output)  # outside the lock: a Future is not free
         future = task.future  # the task drops it once resolved, which may be before we return
         with self._ledger.lock:
@@ -209,6 +229,20 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     @property
     def interval(self) -> float:
         return self._interval
+
+
+# At interpreter exit, the work already submitted is finished first, as ThreadPoolExecutor does
+# (our runner threads are daemons, so that an abandoned one never blocks the exit).
+_live_ledgers: "weakref.WeakSet[Ledger]" = weakref.WeakSet()
+
+
+def _finish_at_exit() -> None:
+    for ledger in list(_live_ledgers):
+        _close_ledger(ledger)
+        ledger.wait_idle()
+
+
+threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
 
 
 def _close_ledger(ledger: Ledger) -> None:

@@ -64,6 +64,7 @@ class EngineBase:
     ledger: "Ledger"
     blocklist: "NodeBlocklist"
     interval: float
+    stop_grace: float = 1.0   # set by the executor before bind: the ladder's step
 
     def bind(self, ledger: "Ledger", blocklist: "NodeBlocklist", interval: float) -> None:
         self.ledger = ledger

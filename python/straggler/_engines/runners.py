@@ -52,6 +52,13 @@ class RunnerEngine(EngineBase):
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self.runners = 0
+        # Attempts whose thread was abandoned (would not stop): that thread leaves when (if)
+        # the attempt's function returns, without settling it again.
+        self.abandoned: set[Attempt] = set()
+
+    def spawn(self) -> None:
+        """Start one runner (raises RuntimeError if the pool was shut down)."""
+        self.runner_pool.submit(self._run)
 
     def wake(self) -> None:
         ledger = self.ledger
@@ -63,7 +70,7 @@ class RunnerEngine(EngineBase):
             ledger.busy += wanted
         for _ in range(wanted):
             try:
-                self.runner_pool.submit(self._run)
+                self.spawn()
             except RuntimeError:
                 self._runner_refused()
 
@@ -89,6 +96,10 @@ class RunnerEngine(EngineBase):
             follow_up = None
             with lock:
                 if ended is not None:
+                    if ended[0] in self.abandoned:
+                        # Settled when it was abandoned, and a new runner took this one's slot.
+                        self.abandoned.discard(ended[0])
+                        return
                     follow_up = ledger.settle_locked(*ended)
                     ended = None
                 taken = ledger.take_locked(attempt_type)
@@ -118,7 +129,8 @@ class RunnerEngine(EngineBase):
             result = self.execute(attempt, fn, args, kwargs)
         except BaseException as exc:  # like ThreadPoolExecutor: the task's error goes to its Future
             error = exc
-        attempt.end = attempt.clock()
+        if not attempt.outcome:  # not settled already (abandoned)
+            attempt.end = attempt.clock()
         if error is not None and attempt.staging is not None:
             shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
             attempt.staging = None

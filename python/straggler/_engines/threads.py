@@ -1,32 +1,128 @@
 """The thread engine (the default, ``"threads"``): attempts run in this process's threads.
 
-A runner is a loop inside one thread of a ``ThreadPoolExecutor`` (our own, or one the user
-passed, which is then left running); it calls each attempt's function directly, with no hop
-through another thread per task. A loser stops at its next ``heartbeat()``.
+A runner is a loop in one thread that calls each attempt's function directly, with no hop
+through another thread per task. Its threads are our own daemon threads, or those of a
+``ThreadPoolExecutor`` the user passed (then left running).
+
+Stopping an attempt (a loser, a timed-out attempt, a task cancelled) is a ladder:
+1. at once, the cancel flag: its next ``heartbeat()`` raises ``AttemptCancelled``;
+2. after ``stop_grace`` seconds, ``AttemptCancelled`` raised in its thread (``_interrupt``),
+   which lands at the thread's next Python bytecode (a blocking C call delays it);
+3. after another ``stop_grace``, a thread still in the attempt is abandoned: the attempt is
+   settled as the stop meant it, a new runner takes the slot, and the old thread leaves when
+   (if) the function returns; its result is dropped. Our threads are daemons, so an abandoned
+   one never keeps ``shutdown()`` waiting nor the interpreter from exiting. A user's pool
+   cannot give its thread back: there step 3 only logs.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
+from straggler._context import AttemptCancelled
+from straggler._engines._interrupt import Guard
 from straggler._engines.runners import RunnerEngine, call_in_attempt
 from straggler._ledger import Attempt
 
 __all__ = ["ThreadEngine"]
 
+logger = logging.getLogger("straggler")
+
 
 class ThreadEngine(RunnerEngine):
     def __init__(self, slots: int, pool: Optional[ThreadPoolExecutor] = None) -> None:
         super().__init__(slots)
-        self.own_pool = pool is None
-        if pool is None:
-            pool = ThreadPoolExecutor(slots, thread_name_prefix="straggler-worker")
-        self.runner_pool = pool
+        self.own_threads = pool is None
+        if pool is not None:
+            self.runner_pool = pool
+        self.guard = Guard()
+        self.names = itertools.count()
+        self.order = itertools.count()  # ties in the ladder's heap never compare attempts
+        self.closed = False
+        # The ladder's pending steps: (when, sequence, attempt, step).
+        self.steps: list[tuple[float, int, Attempt, int]] = []
+        self.steps_changed = threading.Condition(threading.Lock())
+        self.stopper: Optional[threading.Thread] = None
+
+    def spawn(self) -> None:
+        if not self.own_threads:
+            super().spawn()
+            return
+        if self.closed:
+            raise RuntimeError("the thread engine was closed")
+        threading.Thread(target=self._run, name=f"straggler-worker-{next(self.names)}", daemon=True).start()
 
     def execute(self, attempt: Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        return call_in_attempt(fn, attempt, args, kwargs)
+        return self.guard.call(attempt, call_in_attempt, fn, attempt, args, kwargs)
+
+    # --- the stop ladder --------------------------------------------------------------------
+
+    def stop_attempt(self, attempt: Attempt) -> None:
+        """Under the ledger's lock: step 1 (the flag) is set; schedule step 2."""
+        self._schedule(attempt, 2)
+
+    def _schedule(self, attempt: Attempt, step: int) -> None:
+        with self.steps_changed:
+            heapq.heappush(self.steps, (time.monotonic() + self.stop_grace, next(self.order), attempt, step))
+            if self.stopper is None:
+                self.stopper = threading.Thread(target=self._stop_loop, name="straggler-stopper", daemon=True)
+                self.stopper.start()
+            self.steps_changed.notify()
+
+    def _stop_loop(self) -> None:
+        while True:
+            with self.steps_changed:
+                while True:
+                    if self.closed and not self.steps:
+                        return
+                    now = time.monotonic()
+                    if self.steps and self.steps[0][0] <= now:
+                        _, _, attempt, step = heapq.heappop(self.steps)
+                        break
+                    self.steps_changed.wait(None if not self.steps else self.steps[0][0] - now)
+            try:
+                if step == 2:
+                    self._interrupt(attempt)
+                else:
+                    self._abandon(attempt)
+            except Exception:  # pragma: no cover - this thread must not die
+                logger.exception("straggler: stopping attempt %d of task %d failed", attempt.number, attempt.task.id)
+
+    def _interrupt(self, attempt: Attempt) -> None:
+        if attempt.outcome or not self.guard.running(attempt):
+            return  # ended (or ending) on its own
+        self.guard.interrupt(attempt, AttemptCancelled)
+        self._schedule(attempt, 3)
+
+    def _abandon(self, attempt: Attempt) -> None:
+        ledger = self.ledger
+        with ledger.changed:
+            if attempt.outcome or not self.guard.running(attempt):
+                return
+            if not self.own_threads:
+                logger.warning("straggler: attempt %d of task %d does not stop; its thread belongs to the "
+                               "ThreadPoolExecutor passed in and stays busy", attempt.number, attempt.task.id)
+                return
+            self.abandoned.add(attempt)
+            follow_up = ledger.abandon_attempt_locked(attempt)
+            self.runners -= 1
+            ledger.busy -= 1
+            ledger.changed.notify_all()
+        logger.warning("straggler: abandoned attempt %d of task %d: its thread did not stop within %g s",
+                       attempt.number, attempt.task.id, 2 * self.stop_grace)
+        if follow_up is not None:
+            ledger.finish_up(follow_up)
+        self.wake()  # a new runner for the slot, if work waits
 
     def close(self, wait: bool) -> None:
-        if self.own_pool:
-            self.runner_pool.shutdown(wait=wait)
+        with self.steps_changed:
+            self.closed = True
+            self.steps_changed.notify()
+        if not self.own_threads:
+            return  # the user's pool: left running
