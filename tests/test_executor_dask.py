@@ -227,17 +227,20 @@ def own_cluster():
 def _kill_a_worker(client, index: int) -> None:
     import signal
 
-    pids = client.run(os.getpid)
+    # Only workers the scheduler lists as running: a broadcast to one that just died waits for
+    # the connect timeout.
+    pids = client.run(os.getpid, on_error="ignore")
+    pids = {a: p for a, p in pids.items() if isinstance(p, int)}
     address = sorted(pids)[index % len(pids)]
     os.kill(pids[address], signal.SIGKILL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     # The nanny starts a new worker process; wait until the scheduler counts two again.
     while time.monotonic() < deadline:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         if len(workers) >= 2 and address not in workers:
             return
         time.sleep(0.05)
-    raise AssertionError("the nanny did not restart the killed worker within 60 s")
+    raise AssertionError("the nanny did not restart the killed worker within 120 s")
 
 
 @pytest.mark.timeout(240)
@@ -285,3 +288,34 @@ def test_a_rerun_after_a_worker_death_commits_only_its_own_files(own_cluster, tm
         files = os.listdir(tmp_path / f"out-{i}")
         assert len(files) == 10, files
         assert len({name.rsplit("-", 1)[1] for name in files}) == 1  # all from one execution
+
+
+def spins_unless_retried(i: int) -> tuple[int, int]:
+    """The first attempt spins in pure Python and never heartbeats; later attempts return."""
+    attempt = sg.current_attempt().attempt
+    if attempt == 0:
+        while True:
+            pass
+    return i, attempt
+
+
+def test_a_timed_out_attempt_is_stopped_inside_its_worker_and_retried(client):
+    with sg.SpeculativeExecutor(client, policy=None, interval=0.02, stop_grace=0.2) as ex:
+        f = ex.submit(sg.options(spins_unless_retried, timeout=0.5), 4)
+        assert f.result(timeout=60) == (4, 1)
+        # The worker's thread is free again: the async exception ended the spinning attempt.
+        assert list(ex.map(abs, [-1, -2, -3], timeout=60)) == [1, 2, 3]
+    stats = ex.stats()
+    assert stats.timeouts == 1 and stats.failures == 1
+
+
+def test_a_loser_that_never_heartbeats_is_stopped_inside_its_worker(client):
+    policy = sg.SparkPolicy(quantile=0.5, min_runtime=0.2, interval=0.02)
+    with sg.SpeculativeExecutor(client, policy=policy, stop_grace=0.2) as ex:
+        assert list(ex.map(abs, [-1, -2, -3], timeout=60)) == [1, 2, 3]
+        assert ex.submit(spins_unless_retried, 9).result(timeout=60) == (9, 1)
+        deadline = time.monotonic() + 30
+        while ex.stats().killed == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = ex.stats()
+    assert stats.killed == 1 and stats.failures == 0 and stats.speculative_wins == 1

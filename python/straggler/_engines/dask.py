@@ -50,6 +50,7 @@ from typing import Any, Callable, Optional
 
 from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
 from straggler._engines import EngineBase
+from straggler._engines._interrupt import Guard
 from straggler._engines.runners import make_staging
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist, choose_node
@@ -124,6 +125,15 @@ class _WorkerChannel:
         self.worker: Any = None
         self.address = ""
         self.thread: Optional[threading.Thread] = None
+        self.guard = Guard()   # interrupts an attempt that ignores its cancel flag
+
+    def interrupt(self, keys: list[str]) -> None:
+        """The ladder's second step in the worker: raise ``AttemptCancelled`` in the threads of
+        these attempts if they still run (landing at their next Python bytecode)."""
+        for key in keys:
+            attempt = self.running.get(key)
+            if attempt is not None:
+                self.guard.interrupt(attempt, AttemptCancelled)
 
     def enter(self, key: str, fields: tuple, staging: Optional[str]) -> _WorkerAttempt:
         attempt = _WorkerAttempt(self, key, fields, staging)
@@ -197,7 +207,7 @@ def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[st
     attempt = channel.enter(key, fields, staging)
     previous = _enter(attempt)
     try:
-        value = fn(*args, **kwargs)
+        value = channel.guard.call(attempt, fn, *args, **kwargs)
         finished = True
     except AttemptCancelled:
         value, finished = None, False
@@ -214,16 +224,23 @@ def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[st
     return finished, value, channel.address, time.monotonic() - attempt.start, staging
 
 
-async def _mark_cancelled(channel_name: str, keys: list[str]) -> None:
+async def _mark_cancelled(channel_name: str, keys: list[str], grace: float = 1.0) -> None:
     """Run by ``client.run`` in a worker process (a coroutine: ``run(wait=False)`` takes only
-    those): the next heartbeat of these attempts raises."""
+    those): the next heartbeat of these attempts raises; ``grace`` seconds later, an attempt
+    still running gets ``AttemptCancelled`` raised in its thread."""
     channel = _channels.get(channel_name)
     if channel is None:
         return
+    marked = []
     for key in keys:
         attempt = channel.running.get(key)
         if attempt is not None:
             attempt.cancelled = True
+            marked.append(key)
+    if marked:
+        timer = threading.Timer(grace, channel.interrupt, (marked,))
+        timer.daemon = True
+        timer.start()
 
 
 async def _learn_nodes(channel_name: str, nodes: dict[str, int]) -> None:
@@ -858,8 +875,8 @@ class DaskEngine(EngineBase):
         for address, keys in marks.items():
             # A worker that has left has nothing to stop (its attempts are lost or rerun).
             if address and address in alive:
-                calls.put(self.client.run, _mark_cancelled, self.channel, keys, workers=[address], wait=False,
-                          on_error="ignore")
+                calls.put(self.client.run, _mark_cancelled, self.channel, keys, self.stop_grace, workers=[address],
+                          wait=False, on_error="ignore")
         if cancel:
             calls.put(self.client.cancel, cancel)
 
