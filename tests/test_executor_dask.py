@@ -221,6 +221,7 @@ def own_cluster():
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=":0") as local, distributed.Client(local) as c:
             c.wait_for_workers(2)
+            c.straggler_test_cluster = local  # for _kill_a_worker's fallback
             yield c
 
 
@@ -233,30 +234,39 @@ def _kill_a_worker(client, index: int) -> None:
     pids = {a: p for a, p in pids.items() if isinstance(p, int)}
     address = sorted(pids)[index % len(pids)]
     os.kill(pids[address], signal.SIGKILL)
-    deadline = time.monotonic() + 120
-    # The nanny starts a new worker process; wait until the scheduler counts two again.
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+    scaled = False
+    # The nanny starts a new worker process; wait until the scheduler counts two again. Now and
+    # then a nanny never restarts its worker (seen with no executor at all, about one kill in
+    # twenty under load): then the cluster gets a new worker instead.
+    while time.monotonic() - start < 120:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         if len(workers) >= 2 and address not in workers:
             return
+        cluster = getattr(client, "straggler_test_cluster", None)
+        if not scaled and cluster is not None and time.monotonic() - start > 15:
+            cluster.scale(len(cluster.worker_spec) + 1)
+            scaled = True
         time.sleep(0.05)
-    raise AssertionError("the nanny did not restart the killed worker within 120 s")
+    raise AssertionError("the killed worker was not replaced within 120 s")
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_ten_worker_deaths_in_one_job_leave_speculation_running(own_cluster):
     client = own_cluster
     calls = []
     policy = sg.SparkPolicy(min_runtime=0.5, interval=0.05)
     ex = sg.SpeculativeExecutor(client, policy=policy)
     try:
-        futures = [ex.submit(steady, i, -1) for i in range(60)]
+        futures = [ex.submit(steady, i, -1) for i in range(150)]
         for f in futures:
             f.add_done_callback(calls.append)
         for k in range(10):
-            time.sleep(0.3)
+            # A worker killed while it still starts up can leave its nanny unable to restart it:
+            # every kill hits a worker that has been up for a while.
+            time.sleep(1.0)
             _kill_a_worker(client, k)
-        assert [f.result(timeout=120)[0] for f in futures] == list(range(60))
+        assert [f.result(timeout=120)[0] for f in futures] == list(range(150))
         deaths = ex.stats().lost
         # After the last death: a straggler (submitted first, so it starts at once rather than
         # wait in a worker's queue), and a copy of it must win.
