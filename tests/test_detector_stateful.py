@@ -1,8 +1,9 @@
 """The Rust Detector against the reference model: random event sequences, identical answers.
 
 A hypothesis state machine drives both implementations with the same calls (valid and
-invalid ones) under every policy, and after each step requires the same `check` columns,
-the same slow nodes, the same stage statistics and the same errors.
+invalid ones, tasks dropped after a cancel or a final failure among them) under every
+policy, and after each step requires the same `check` columns, the same slow nodes, the
+same stage statistics and the same errors.
 """
 
 from __future__ import annotations
@@ -124,17 +125,24 @@ class DetectorsAgree(RuleBasedStateMachine):
         if self.both("add_tasks", stage, n, input_bytes=sizes)[0] == "ok":
             self.tasks += n
 
-    @rule(data=st.data(), k=st.integers(2, 8), bytes_known=st.booleans())
-    def wave(self, data, k, bytes_known):
-        """A stage of k tasks: all start now, some finish at staggered times, the others
-        report progress; this is what makes the policies fire."""
-        stage = self.both("add_stage", num_tasks=data.draw(st.sampled_from([None, k])))[1]
+    @rule(data=st.data(), k=st.integers(2, 8), extra=st.integers(0, 3), bytes_known=st.booleans())
+    def wave(self, data, k, extra, bytes_known):
+        """A stage of k running tasks and `extra` waiting ones: the k start now, some finish
+        at staggered times, some fail for good, the others report progress; waiting tasks
+        may be dropped (a cancelled Future), failed ones are. This is what makes the policies
+        fire, and the gates count only the tasks that may still succeed."""
+        n = k + extra
+        stage = self.both("add_stage", num_tasks=data.draw(st.sampled_from([None, n])))[1]
         self.stages += 1
-        sizes = [data.draw(st.sampled_from([1, 10, 100])) for _ in range(k)] if bytes_known else None
-        tasks = self.both("add_tasks", stage, k, input_bytes=sizes)[1].tolist()
-        self.tasks += k
+        sizes = None
+        if bytes_known:
+            # A waiting task of unknown size: dropping it lets the stage compare per byte.
+            sizes = [data.draw(st.sampled_from([1, 10, 100])) for _ in range(k)]
+            sizes += [data.draw(st.sampled_from([-1, 10])) for _ in range(extra)]
+        tasks = self.both("add_tasks", stage, n, input_bytes=sizes)[1].tolist()
+        self.tasks += n
         nodes = [data.draw(st.integers(0, 3)) for _ in range(k)]
-        attempts = self.both("start_many", tasks, self.now, nodes=nodes)[1].tolist()
+        attempts = self.both("start_many", tasks[:k], self.now, nodes=nodes)[1].tolist()
         self.attempts += k
         done = data.draw(st.integers(0, k))
         durations = sorted(data.draw(steps) + 0.25 for _ in range(done))
@@ -142,7 +150,14 @@ class DetectorsAgree(RuleBasedStateMachine):
         for attempt, d in zip(attempts[:done], durations):
             self.now = max(self.now, start + d)
             self.both("finish", attempt, self.now, records=data.draw(st.sampled_from([None, 100.0])))
-        for attempt in attempts[done:]:
+        for task in tasks[k:]:
+            if data.draw(st.booleans()):
+                self.both("drop_task", task)
+        for task, attempt in zip(tasks[done:k], attempts[done:]):
+            if data.draw(st.integers(0, 3)) == 0:
+                self.both("finish", attempt, self.now, ok=False)
+                self.both("drop_task", task)
+                continue
             self.both("heartbeat", attempt, self.now,
                       progress=data.draw(st.sampled_from([None, 0.1, 0.3, 0.8])),
                       records=data.draw(st.sampled_from([None, 10.0, 90.0])))
@@ -203,6 +218,13 @@ class DetectorsAgree(RuleBasedStateMachine):
         ok = data.draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=rows, max_size=rows)))
         records = data.draw(st.one_of(st.none(), st.lists(st.sampled_from([0.0, 50.0]), min_size=rows, max_size=rows)))
         self.both("finish_many", attempts, self.now, ok=ok, records=records)
+
+    @precondition(lambda self: self.tasks > 0)
+    @rule(data=st.data())
+    def drop_task(self, data):
+        # Refused for a task that succeeded, was dropped already or runs attempts; one past
+        # the end (or a task of a removed stage) is a KeyError.
+        self.both("drop_task", data.draw(st.integers(0, self.tasks)))
 
     @precondition(lambda self: self.stages > 0)
     @rule(data=st.data())

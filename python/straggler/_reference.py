@@ -10,7 +10,8 @@ Vocabulary
 - A *task* belongs to one stage; task ids are dense from 0 across the detector. An *attempt*
   is one run of a task; attempt ids are dense from 0 across the detector.
 - A stage's effective ``num_tasks`` is its declared ``num_tasks``, else the number of tasks
-  added to it so far. A stage whose effective ``num_tasks`` is 0 is never examined.
+  added to it so far, less its *dropped* tasks (see ``drop_task``). A stage whose effective
+  ``num_tasks`` is 0 is never examined.
 - A task's *duration* is ``finish - start`` of its FIRST successful attempt. Failed attempts
   (``ok=False``, used for failures and for killed losers) and later successes never enter the
   statistics. A task is *done* (succeeded) from its first success on.
@@ -30,7 +31,7 @@ the argument and showing the value:
   ``add_tasks(n)`` with n < 0 or n > 2**26 (checked before anything is allocated);
 - ``input_bytes`` other than None, -1 (both: unknown) or an int >= 0; ``add_tasks`` takes
   None (all unknown), one int for all rows, or an int array of length ``n``;
-- ``node`` < 0; starting an attempt of a task that already succeeded;
+- ``node`` < 0; starting an attempt of a task that already succeeded or was dropped;
 - ``now`` before the attempt's start or before its last heartbeat (for ``heartbeat`` and
   ``finish``; equal is fine). Within a ``*_many`` batch, rows apply in order, so a later row of
   the same attempt must not go back in time either;
@@ -75,7 +76,8 @@ Flink (``kind == "flink"``), per stage with n = effective num_tasks:
 - N = floor(n * baseline_ratio + 0.5). N == 0 → baseline = 0. Else take the finished tasks'
   normalised durations sorted ascending, keep the first N (all of them if fewer), and
   baseline = baseline_multiplier * kept[min(N // 2, len(kept) - 1)].
-- Normalised: the stage is *normalised* when every task in it has known input bytes (>= 0);
+- Normalised: the stage is *normalised* when every task in it that was not dropped has
+  known input bytes (>= 0);
   then norm(t, b) = t / max(b, 5e-324) (Java's Double.MIN_VALUE; so 0 bytes and t > 0 is
   huge or inf, and 0 / anything = 0), else norm(t, b) = t.
 - A running attempt of a not-done task is slow iff elapsed >= baseline_lower_bound and
@@ -117,6 +119,40 @@ LATE (``kind == "late"``):
   mean < q (strict), ascending. Empty for any policy other than LATE. ``now`` is validated
   only (rates use heartbeat times).
 
+drop_task(task)
+---------------
+Says that a task ended without success and will get no more attempts: its Future was
+cancelled before an attempt started, or its last allowed attempt failed. The scheduler calls
+it once, when no attempt of the task runs any more (after ``finish(..., ok=False)`` of the
+last one). From then on the task is *dropped*: it leaves its stage's effective
+``num_tasks`` (for a declared stage: ``num_tasks`` minus the dropped tasks; for an open-ended
+one: the tasks added so far minus the dropped ones; a declared stage still takes tasks up to
+its declared count), and so the denominators of Spark's gate, one-task and few-tasks rules
+and of Flink's finished ratio and N; a dropped task of unknown input bytes no longer keeps a
+Flink stage from comparing time per byte. smallpond (a count of successes), LATE and Mantri
+never read the stage's size. Errors, each changing nothing: an unknown task (or one of a
+removed stage) → ``KeyError``; a task that succeeded, that was dropped already, or that has
+running attempts → ``ValueError`` naming the task. Afterwards ``start``/``start_many`` of it
+is a ``ValueError``, ``task_done`` is False and ``stage_stats`` counts it in ``dropped``.
+
+How the peers count. Neither shrinks a stage that goes on, because in neither does a stage
+go on past a task that will never succeed:
+- Spark (``TaskSetManager``, 3.x/4.x): ``numTasks`` is the task set's length, fixed when the
+  task set is built, and so is ``minFinishedForSpeculation = max(floor(quantile *
+  numTasks), 1)``; ``checkSpeculatableTasks`` compares the number of successful durations
+  with it, and returns at once for a zombie task set. ``handleFailedTask`` puts a killed or
+  failed task back among the pending ones; once a task has failed ``maxTaskFailures`` times
+  it calls ``abort``, which fails the task set and makes it a zombie, so its stage never
+  speculates again. A cancelled stage's task sets are aborted likewise
+  (``TaskSchedulerImpl.cancelTasks``: ``killAllTaskAttempts``, then ``abort`` of each) and
+  are removed once their last running attempt ends.
+- Flink (``ExecutionTimeBasedSlowTaskDetector``): the finished ratio is the job vertex's
+  FINISHED execution vertices over all of its task vertices, and N is
+  ``round(parallelism * ratio)``; a FAILED or CANCELED vertex stays in the denominator, but a
+  vertex that failed for good fails (or, when cancelled, ends) the whole job.
+Here the job goes on past a cancelled Future or a failed task, so the stage's other tasks
+are judged against the tasks that can still succeed.
+
 remove_stage(stage)
 -------------------
 Forgets a stage: afterwards the stage id and its tasks' ids are unknown (``KeyError``) and
@@ -141,7 +177,8 @@ Mantri (``kind == "mantri"``; MantriPolicy's docstring gives the paper's section
 Queries
 -------
 ``task_done(task)``, ``running(task)`` (running attempts), ``stage_stats(stage)`` → dict with
-name (as given, or None), num_tasks (declared, or None), tasks (added), successes, running
+name (as given, or None), num_tasks (declared, or None), tasks (added, dropped ones
+included), dropped, successes, running
 (running attempts in the stage), p50, p95, p99 (numpy linear percentiles of the durations;
 nan when none).
 """
@@ -277,13 +314,15 @@ class _Stage:
         self.declared = num_tasks
         self.name = name
         self.tasks: list[int] = []
+        self.dropped = 0  # tasks that ended without success for good
         # Durations of first successes in the order they finished (the order the core's
         # sketch sums them in, so that means agree to the last bit).
         self.finished: list[float] = []
 
     @property
     def num_tasks(self) -> int:
-        return self.declared if self.declared is not None else len(self.tasks)
+        added = self.declared if self.declared is not None else len(self.tasks)
+        return added - self.dropped
 
 
 class _Task:
@@ -294,6 +333,7 @@ class _Task:
         self.attempts: list[int] = []
         self.duration: Optional[float] = None  # of the first success
         self.finish_records: Optional[float] = None
+        self.dropped = False  # ended without success for good (drop_task)
 
 
 class _Attempt:
@@ -423,6 +463,8 @@ class ReferenceDetector:
             raise ValueError(f"node must be >= 0, got {node!r}")
         if target.duration is not None:
             raise ValueError(f"task {task!r} already succeeded; it cannot start again")
+        if target.dropped:
+            raise ValueError(f"task {task!r} was dropped; it gets no more attempts")
         return int(task), time, where  # type: ignore[call-overload]
 
     def _apply_start(self, task: int, time: float, node: int) -> int:
@@ -548,6 +590,23 @@ class ReferenceDetector:
         won = [self.finish(a, t, ok=bool(f), records=c) for a, t, f, c in zip(ids, times, oks, counts)]
         return np.array(won, dtype=bool)
 
+    def drop_task(self, task: int) -> None:
+        target = self._task(task)
+        if target.duration is not None:
+            raise ValueError(f"task {task!r} has already succeeded; it cannot be dropped")
+        if target.dropped:
+            raise ValueError(f"task {task!r} was already dropped")
+        running = self._running_count(target)
+        if running:
+            raise ValueError(
+                f"task {task!r} still has {running} running attempt(s); end them with "
+                "finish(ok=False) before dropping it"
+            )
+        target.dropped = True
+        stage = self._stages[target.stage]
+        assert stage is not None  # _task refused a task of a removed stage
+        stage.dropped += 1
+
     def remove_stage(self, stage: int) -> None:
         target = self._stage(stage)
         running = sum(self._running_count(self._tasks[t]) for t in target.tasks)
@@ -573,6 +632,7 @@ class ReferenceDetector:
             "name": target.name,
             "num_tasks": target.declared,
             "tasks": len(target.tasks),
+            "dropped": target.dropped,
             "successes": len(durations),
             "running": sum(self._running_count(self._tasks[t]) for t in target.tasks),
             "p50": _percentile(durations, 50),
@@ -696,7 +756,9 @@ class ReferenceDetector:
         finished = [t for t in stage.tasks if self._tasks[t].duration is not None]
         if len(finished) / n < policy.baseline_ratio:
             return []
-        by_bytes = all(self._tasks[t].input_bytes >= 0 for t in stage.tasks)
+        by_bytes = all(
+            self._tasks[t].input_bytes >= 0 for t in stage.tasks if not self._tasks[t].dropped
+        )
 
         def norm(time: float, task: int) -> float:
             return normalised(time, self._tasks[task].input_bytes) if by_bytes else time

@@ -138,6 +138,8 @@ pub struct StageStats {
     pub name: Option<String>,
     pub num_tasks: Option<u64>,
     pub tasks: u64,
+    /// Tasks dropped (`Detector::drop_task`); they are among `tasks`.
+    pub dropped: u64,
     pub successes: u64,
     pub running: u64,
     pub p50: f64,
@@ -260,6 +262,69 @@ impl Detector {
         Ok(())
     }
 
+    /// Says that a task ended without success and will get no more attempts: its Future
+    /// was cancelled before it ran, or it failed for good (its retries are spent). The task
+    /// then leaves its stage's size, the denominator of the gates that compare successes
+    /// with the size: Spark's `successes >= max(floor(quantile × n), 1)` and its one-task
+    /// and few-tasks rules, and Flink's `finished / n >= baseline_ratio` and
+    /// `N = round(n × baseline_ratio)`, where n is now the declared `num_tasks` (or, for an
+    /// open-ended stage, the tasks added so far) less the dropped tasks. A dropped task of
+    /// unknown input bytes no longer stops Flink's rule from comparing time per byte.
+    /// smallpond (`min_samples` successes), LATE and Mantri never read the size; for them a
+    /// drop changes nothing but that the task is never started again.
+    ///
+    /// How the peers count, and why they need no such call: Spark's `TaskSetManager` fixes
+    /// `numTasks` (the task set's length) and `minFinishedForSpeculation` from it when the
+    /// task set is built, and `checkSpeculatableTasks` compares the successful durations'
+    /// count with it; a killed attempt (`TaskKilled`) goes back to the pending tasks, and a
+    /// task that fails `maxTaskFailures` times calls `abort`, which makes the whole task set
+    /// a zombie, for which `checkSpeculatableTasks` returns at once; a cancelled stage's task
+    /// sets are aborted the same way (`TaskSchedulerImpl.cancelTasks`) and removed once
+    /// their last attempt ends. Flink's `ExecutionTimeBasedSlowTaskDetector` divides the
+    /// FINISHED execution vertices by all of the job vertex's task vertices and takes N from
+    /// its parallelism; a vertex that failed for good fails the job. So in both an
+    /// unsuccessful task never shrinks a stage that goes on; here the job goes on (a
+    /// cancelled Future or a failed task does not end it), and the stage's other tasks must
+    /// still be judged.
+    ///
+    /// Errors, and a refused call changes nothing: an unknown task id, or one of a removed
+    /// stage, is `KeyError`; a task that has succeeded, that was dropped already, or that
+    /// has running attempts (end them with `finish(ok=false)` first) is `ValueError` naming
+    /// it. After the drop, `start` of the task is a `ValueError`, `task_done` is false and
+    /// `stage_stats` counts it in `dropped`.
+    pub fn drop_task(&mut self, task: i64) -> Result<()> {
+        let t = self.task_index(task)?;
+        if self.tasks.is_done(t) {
+            return Err(Error::value(
+                "task",
+                format!(
+                    "{task} has already succeeded; only a task that will never succeed is dropped"
+                ),
+            ));
+        }
+        if self.tasks.is_dropped(t) {
+            return Err(Error::value("task", format!("{task} was already dropped")));
+        }
+        let running = self.tasks.running(t);
+        if running > 0 {
+            return Err(Error::value(
+                "task",
+                format!(
+                    "{task} still has {running} running attempt(s); end them with \
+                     finish(ok=False) before dropping it"
+                ),
+            ));
+        }
+        let s = self.tasks.stage[t] as usize;
+        let bytes = self.tasks.input_bytes[t];
+        let Some(stage) = self.stages[s].as_deref_mut() else {
+            return Err(Error::key("task", task));
+        };
+        stage.drop_task(bytes);
+        self.tasks.set_dropped(t);
+        Ok(())
+    }
+
     pub fn add_stage(&mut self, num_tasks: Option<i64>, name: Option<String>) -> Result<u32> {
         let declared = match num_tasks {
             None => None,
@@ -362,6 +427,12 @@ impl Detector {
             return Err(Error::value(
                 "task",
                 format!("{task} has already succeeded"),
+            ));
+        }
+        if self.tasks.is_dropped(t) {
+            return Err(Error::value(
+                "task",
+                format!("{task} was dropped; it gets no more attempts"),
             ));
         }
         // Far beyond any real job; it keeps the running count within its bits.
@@ -698,6 +769,7 @@ impl Detector {
             name: s.name.clone(),
             num_tasks: s.declared,
             tasks: s.tasks,
+            dropped: s.dropped,
             successes: s.successes,
             running: s.running,
             p50: q(0.5),

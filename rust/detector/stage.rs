@@ -23,11 +23,14 @@ pub struct Stage {
     pub name: Option<String>,
     /// Declared task count; `None` for an open-ended stage.
     pub declared: Option<u64>,
-    /// Tasks added so far.
+    /// Tasks added so far (dropped ones included).
     pub tasks: u64,
-    /// Tasks added whose input bytes are unknown.
+    /// Tasks dropped: ended without success for good (`Detector::drop_task`).
+    pub dropped: u64,
+    /// Tasks added and not dropped whose input bytes are unknown.
     pub unknown_bytes: u64,
-    /// Smallest known input byte count of its tasks (a prefilter bound for Flink's check).
+    /// Smallest known input byte count of the tasks ever added (a prefilter bound for Flink's
+    /// check: a drop leaves it, and a bound over more tasks is still a bound).
     pub min_bytes: i64,
     pub successes: u64,
     pub running: u64,
@@ -53,6 +56,7 @@ impl Stage {
             name,
             declared,
             tasks: 0,
+            dropped: 0,
             unknown_bytes: 0,
             min_bytes: i64::MAX,
             successes: 0,
@@ -65,9 +69,16 @@ impl Stage {
         })
     }
 
-    /// Declared task count, else the tasks added so far.
+    /// The stage's size, the denominator of Spark's and Flink's gates: the declared task
+    /// count, else the tasks added so far, less the dropped tasks. A dropped task will never
+    /// succeed; counting it would keep a gate such as "75 % of the stage succeeded" shut for
+    /// good. (The peers never meet this case: a Spark task set whose task fails
+    /// `spark.task.maxFailures` times, or whose stage is cancelled, is aborted and never
+    /// speculates again; a Flink job vertex with a task failed for good goes with its job.)
     pub fn num_tasks(&self) -> u64 {
-        self.declared.unwrap_or(self.tasks)
+        self.declared
+            .unwrap_or(self.tasks)
+            .saturating_sub(self.dropped)
     }
 
     /// Room for `n` more tasks, or a `ValueError`.
@@ -93,9 +104,19 @@ impl Stage {
         }
     }
 
-    /// Whether Flink compares time per byte (every task's bytes known) or raw time.
+    /// A task of the stage ends without success for good: it leaves the stage's size, and
+    /// its byte count leaves the test of `normalised`.
+    pub fn drop_task(&mut self, input_bytes: i64) {
+        self.dropped += 1;
+        if input_bytes < 0 {
+            self.unknown_bytes = self.unknown_bytes.saturating_sub(1);
+        }
+    }
+
+    /// Whether Flink compares time per byte (every task's bytes known) or raw time; dropped
+    /// tasks do not count.
     pub fn normalised(&self) -> bool {
-        self.unknown_bytes == 0 && self.tasks > 0
+        self.unknown_bytes == 0 && self.tasks > self.dropped
     }
 
     /// Records a task's first success.

@@ -8,11 +8,14 @@ use crate::error::{Error, Result};
 /// Marks an attempt id whose attempt has ended (it has no row in the live table).
 pub const ENDED: u32 = u32::MAX;
 
-// A task's state word: its running attempts in the low bits, two flags on top, so that a
+// A task's state word: its running attempts in the low bits, three flags on top, so that a
 // check reads one word per candidate.
 const DONE: u32 = 1 << 31;
 const SPECULATABLE: u32 = 1 << 30;
-const RUNNING: u32 = SPECULATABLE - 1;
+/// Ended without success for good (`Detector::drop_task`): no more attempts, out of its
+/// stage's size. Never set together with `DONE`, nor while attempts run.
+const DROPPED: u32 = 1 << 29;
+const RUNNING: u32 = DROPPED - 1;
 
 /// One entry per task, dense ids from 0.
 #[derive(Debug, Default, Clone)]
@@ -24,7 +27,7 @@ pub struct Tasks {
     pub started: Vec<u32>,
     /// Id of the newest attempt (meaningful once `started > 0`).
     pub newest: Vec<u32>,
-    /// Running attempts and the flags (see `DONE`, `SPECULATABLE`).
+    /// Running attempts and the flags (see `DONE`, `SPECULATABLE`, `DROPPED`).
     state: Vec<u32>,
 }
 
@@ -73,6 +76,16 @@ impl Tasks {
         self.state[task] |= DONE;
     }
 
+    pub fn is_dropped(&self, task: usize) -> bool {
+        self.state[task] & DROPPED != 0
+    }
+
+    /// Marks a task that ended without success for good; the caller checked that it has
+    /// neither succeeded nor running attempts.
+    pub fn set_dropped(&mut self, task: usize) {
+        self.state[task] |= DROPPED;
+    }
+
     pub fn is_speculatable(&self, task: usize) -> bool {
         self.state[task] & SPECULATABLE != 0
     }
@@ -82,7 +95,7 @@ impl Tasks {
         self.state[task] & RUNNING
     }
 
-    /// One more running attempt. At most 2^30 − 1 at once: the caller checks `running`.
+    /// One more running attempt. At most 2^29 − 1 at once: the caller checks `running`.
     pub fn add_running(&mut self, task: usize) {
         self.state[task] += 1;
     }
@@ -299,6 +312,13 @@ mod tests {
         assert!(!tasks.is_speculatable(t) && !tasks.is_done(t));
         tasks.set_done(t);
         assert!(tasks.is_done(t));
-        assert!(tasks.index(1).is_err() && tasks.index(-3).is_err() && tasks.index(0).is_ok());
+        let u = tasks.push(0, 5, true) as usize;
+        tasks.add_running(u);
+        tasks.remove_running(u);
+        tasks.set_dropped(u);
+        assert!(tasks.is_dropped(u) && !tasks.is_done(u) && tasks.is_speculatable(u));
+        assert_eq!(tasks.running(u), 0);
+        assert!(!tasks.is_dropped(t));
+        assert!(tasks.index(2).is_err() && tasks.index(-3).is_err() && tasks.index(1).is_ok());
     }
 }

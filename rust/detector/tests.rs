@@ -272,3 +272,113 @@ fn check_looks_only_at_stages_with_running_attempts() {
         (vec![tasks[1] as u32], vec![stage as u32])
     );
 }
+
+#[test]
+fn dropped_tasks_leave_the_spark_gate() {
+    // 40 tasks, 20 of them dropped before they ran: 15 of the other 20 open the 75 % gate.
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (stage, tasks) = stage_of(&mut det, 40);
+    let first = det.start_many(&tasks[..20], Times::One(0.0), None).unwrap() as i64;
+    for a in first..first + 15 {
+        det.finish(a, 1.0, true, None).unwrap();
+    }
+    assert!(det.check(ctx(2.0)).unwrap().is_empty()); // 15 of 40
+    for &t in &tasks[20..] {
+        det.drop_task(t).unwrap();
+    }
+    let c = det.check(ctx(2.0)).unwrap();
+    let mut listed: Vec<i64> = c.task.iter().map(|&t| t as i64).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, tasks[15..20].to_vec());
+    let stats = det.stage_stats(stage).unwrap();
+    assert_eq!(
+        (stats.tasks, stats.dropped, stats.num_tasks),
+        (40, 20, Some(40))
+    );
+}
+
+#[test]
+fn dropped_tasks_leave_the_flink_ratio_and_its_byte_test() {
+    let mut det = Detector::new(Policy::Flink(Flink {
+        baseline_ratio: 0.5,
+        baseline_multiplier: 1.0,
+        baseline_lower_bound: 0.0,
+        ..Flink::default()
+    }))
+    .unwrap();
+    let stage = det.add_stage(None, None).unwrap() as i64;
+    let first = det
+        .add_tasks(stage, 3, InputBytes::Each(&[10, 1000, -1]), true)
+        .unwrap() as i64;
+    let (small, big, unknown) = (first, first + 1, first + 2);
+    let a = det
+        .start_many(&[small, big], Times::One(0.0), None)
+        .unwrap() as i64;
+    det.finish(a, 1.0, true, None).unwrap();
+    assert!(det.check(ctx(500.0)).unwrap().is_empty()); // 1 of 3 finished
+    det.drop_task(unknown).unwrap();
+    // 1 of 2, and every remaining task's bytes known: 0.1 s per byte, 100 s for the big one.
+    assert!(det.check(ctx(99.0)).unwrap().is_empty());
+    let c = det.check(ctx(100.0)).unwrap();
+    assert_eq!((c.task, c.threshold), (vec![big as u32], vec![100.0]));
+}
+
+#[test]
+fn drop_task_refuses_what_it_must_and_changes_nothing() {
+    let mut det = Detector::new(Policy::Spark(Spark::default())).unwrap();
+    let (stage, tasks) = stage_of(&mut det, 3);
+    let a = det.start(tasks[0], 0.0, 0).unwrap() as i64;
+    let running = det.start(tasks[1], 0.0, 0).unwrap() as i64;
+    det.finish(a, 1.0, true, None).unwrap();
+    let before = det.stage_stats(stage).unwrap();
+    assert!(
+        matches!(det.drop_task(tasks[0]), Err(Error::Value(m)) if m.contains("task 0 has already succeeded"))
+    );
+    assert!(
+        matches!(det.drop_task(tasks[1]), Err(Error::Value(m)) if m.contains("task 1 still has 1 running"))
+    );
+    assert_eq!(det.drop_task(3), Err(Error::key("task", 3)));
+    assert_eq!(det.drop_task(-1), Err(Error::key("task", -1)));
+    assert_eq!(det.stage_stats(stage).unwrap(), before);
+    assert_eq!(det.running(tasks[1]), Ok(1));
+    // A failed last attempt, then the drop.
+    det.finish(running, 2.0, false, None).unwrap();
+    det.drop_task(tasks[1]).unwrap();
+    assert!(
+        matches!(det.drop_task(tasks[1]), Err(Error::Value(m)) if m.contains("already dropped"))
+    );
+    assert!(
+        matches!(det.start(tasks[1], 3.0, 0), Err(Error::Value(m)) if m.contains("was dropped"))
+    );
+    let n = det.num_running();
+    assert!(det
+        .start_many(&[tasks[2], tasks[1]], Times::One(3.0), None)
+        .is_err());
+    assert_eq!(det.num_running(), n);
+    assert_eq!(det.task_done(tasks[1]), Ok(false));
+    assert_eq!(det.stage_stats(stage).unwrap().dropped, 1);
+    // A stage of ended and dropped tasks is removed like any other; its tasks are then unknown.
+    det.drop_task(tasks[2]).unwrap();
+    det.remove_stage(stage).unwrap();
+    assert_eq!(det.drop_task(tasks[2]), Err(Error::key("task", tasks[2])));
+}
+
+#[test]
+fn a_stage_whose_tasks_are_all_dropped_is_never_examined() {
+    let mut det = Detector::new(Policy::Flink(Flink {
+        baseline_ratio: 0.0,
+        baseline_lower_bound: 0.0,
+        ..Flink::default()
+    }))
+    .unwrap();
+    let (stage, tasks) = stage_of(&mut det, 2);
+    for &t in &tasks {
+        det.drop_task(t).unwrap();
+    }
+    let s = det.stages[stage as usize].as_deref().unwrap();
+    assert_eq!((s.num_tasks(), s.normalised()), (0, false));
+    // Another stage still works beside it.
+    let (_, more) = stage_of(&mut det, 2);
+    det.start_many(&more, Times::One(0.0), None).unwrap();
+    assert_eq!(det.check(ctx(1.0)).unwrap().len(), 2);
+}

@@ -642,6 +642,23 @@ impl PyDetector {
         Ok(py.detach(|| self.lock().running(task))?)
     }
 
+    /// Says that a task ended without success and will get no more attempts, so that it
+    /// leaves its stage's size (the denominator of Spark's and Flink's gates).
+    ///
+    /// The scheduler calls it once per task, when the task is settled without a success and
+    /// no attempt of it runs any more: its Future was cancelled before any attempt started
+    /// (``Future.cancel()``, ``shutdown(cancel_futures=True)``), or its last allowed attempt
+    /// failed (after ``finish(attempt, now, ok=False)``). A task that will be retried is not
+    /// dropped. KeyError for an unknown task id (or one of a removed stage); ValueError
+    /// naming the task, with nothing changed, for a task that has succeeded, that was
+    /// dropped already, or that has running attempts (finish them with ok=False first).
+    /// Afterwards ``start`` of the task is a ValueError, ``task_done`` is False and
+    /// ``stage_stats`` counts it in ``dropped``.
+    fn drop_task(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<()> {
+        let task = int_arg(task, "task", Some("task"))?;
+        Ok(py.detach(|| self.lock().drop_task(task))?)
+    }
+
     /// Forgets a stage the scheduler is done with and releases its statistics; `check` then
     /// costs nothing for it. The stage and its tasks are unknown ids afterwards (KeyError);
     /// its ended attempts stay ended (a late heartbeat is ignored). A stage with running
@@ -651,7 +668,8 @@ impl PyDetector {
         Ok(py.detach(|| self.lock().remove_stage(stage))?)
     }
 
-    /// A dict: name, num_tasks (declared, or None), tasks, successes, running, p50, p95, p99
+    /// A dict: name, num_tasks (declared, or None), tasks (added, dropped ones included),
+    /// dropped, successes, running, p50, p95, p99
     /// (linear percentiles of the successful durations; nan while none).
     fn stage_stats<'py>(
         &self,
@@ -664,6 +682,7 @@ impl PyDetector {
         d.set_item("name", s.name)?;
         d.set_item("num_tasks", s.num_tasks)?;
         d.set_item("tasks", s.tasks)?;
+        d.set_item("dropped", s.dropped)?;
         d.set_item("successes", s.successes)?;
         d.set_item("running", s.running)?;
         d.set_item("p50", s.p50)?;

@@ -62,6 +62,9 @@ impl Flink {
     }
 
     fn baseline(&self, stage: &Stage) -> Baseline {
+        // Flink divides by the job vertex's task vertices (and takes N from its parallelism),
+        // failed and cancelled ones included; ours leaves out the dropped tasks (see
+        // `Detector::drop_task`).
         let n = stage.num_tasks();
         let normalised = stage.normalised();
         let examined = n > 0 && stage.successes as f64 / n as f64 >= self.baseline_ratio;

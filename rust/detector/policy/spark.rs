@@ -80,6 +80,8 @@ impl Spark {
 
     /// The stage's path and threshold (Spark's `checkSpeculatableTasks`).
     fn stage_rule(&self, stage: &super::Stage) -> (Path, f64) {
+        // Spark's `numTasks` is the task set's fixed length; ours leaves out the dropped
+        // tasks (see `Detector::drop_task`), which Spark never has in a live task set.
         let n = stage.num_tasks();
         if n == 0 || (n == 1 && self.fixed_threshold().is_none()) {
             return (Path::Off, f64::INFINITY);
