@@ -120,3 +120,39 @@ def test_max_events_none_keeps_every_event_and_zero_keeps_none():
     assert every.stats().attempts == nothing.stats().attempts == 50
     with pytest.raises(ValueError, match="max_events"):
         sg.SpeculativeExecutor(max_events=-1)
+
+
+def straggles_once(i: int, slow: int) -> tuple[int, int]:
+    attempt = sg.current_attempt().attempt
+    seconds = 3.0 if i == slow and attempt == 0 else 0.01
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sg.heartbeat()
+        time.sleep(0.005)
+    return i, attempt
+
+
+def fails_for_good(i: int) -> None:
+    raise ValueError(f"task {i} always fails")
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "failed"])
+def test_tasks_that_end_without_a_result_do_not_switch_speculation_off(ending):
+    # 40 tasks, one straggler; 20 of the others end without a result. They leave the stage's
+    # size, so Spark's "75 % succeeded" gate opens on the 20 that can still succeed.
+    policy = sg.SparkPolicy(min_runtime=0.1, interval=0.02)
+    with sg.SpeculativeExecutor(max_workers=4, policy=policy, max_failures=1) as ex:
+        futures = []
+        if ending == "failed":
+            futures += [ex.submit(fails_for_good, i) for i in range(20)]
+        else:
+            gate = threading.Event()
+            blockers = [ex.submit(gate.wait, 30) for _ in range(4)]  # hold every slot
+            doomed = [ex.submit(abs, -i) for i in range(20)]
+            assert all(f.cancel() for f in doomed)
+            gate.set()
+            assert all(f.result(timeout=30) for f in blockers)
+        work = [ex.submit(straggles_once, i, 0) for i in range(20)]
+        values = [f.result(timeout=60) for f in work]
+    assert values[0] == (0, 1)  # the copy of the straggler won
+    assert ex.stats().speculative_wins == 1

@@ -36,7 +36,7 @@ __all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "Task", "STAGING_MARK"]
 
 # The inbox's and the event log's entry kinds (each entry is a kind followed by its object:
 # a flat list, no tuple per entry, so the garbage collector has fewer objects to scan).
-TASK, START, END = "task", "start", "end"
+TASK, START, END, DROP = "task", "start", "end", "drop"  # DROP: a task ended without a result
 
 # Staging directories are named ``.<output name>.<STAGING_MARK>-<executor>-t<task>a<attempt>-…``
 # beside the output, so the rename that commits the winner stays on one filesystem.
@@ -265,6 +265,7 @@ class Ledger:
             if not task.claimed and task.future.cancelled():
                 task.done = True
                 self._release_output_locked(task)
+                self.inbox.extend((DROP, task))
                 continue
             # A copy started after its original ended (it failed meanwhile) is a plain retry.
             speculative = entry.speculative and bool(task.running)
@@ -327,6 +328,7 @@ class Ledger:
                 if not task.done:
                     task.done = True
                     self._release_output_locked(task)
+                    self.inbox.extend((DROP, task))
                     withdrawn.append(task)
             else:
                 kept.append(entry)
@@ -344,6 +346,7 @@ class Ledger:
             if not task.done and not task.running:
                 task.done = True
                 self._release_output_locked(task)
+                self.inbox.extend((DROP, task))
                 failed.append(task)
         self.changed.notify_all()
         return failed
@@ -404,6 +407,8 @@ class Ledger:
         if outcome == "kill":
             self.n_killed += 1
         self._end_locked(attempt, self.clock() if end is None else end, outcome)
+        if resolve is not None and outcome == "fail":
+            self.inbox.extend((DROP, task))  # failed for good: it leaves its stage's size
         remove = staging if staging is not None and not committed else None
         if remove is None and resolve is None:
             return None
@@ -425,6 +430,7 @@ class Ledger:
             if task.lost >= self.max_failures:
                 task.done = True
                 self._release_output_locked(task)
+                self.inbox.extend((DROP, task))
                 self.stop_others_locked(task, attempt)
                 resolve = task
             elif not task.running and not task.queued:
@@ -472,6 +478,7 @@ class Ledger:
         """The task ends without a result (its caller cancelled it): stop its attempts."""
         task.done = True
         self._release_output_locked(task)
+        self.inbox.extend((DROP, task))
         self.stop_others_locked(task, None)
 
     def _release_output_locked(self, task: Task) -> None:

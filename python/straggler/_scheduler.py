@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from straggler._ledger import END, START, Attempt, Ledger, Task
+from straggler._ledger import DROP, END, START, Attempt, Ledger, Task
 from straggler._scheduling import NodeBlocklist, Situation, plan_copies
 
 if TYPE_CHECKING:
@@ -206,6 +206,9 @@ class _DetectorFeed:
         self.stages: dict[str, int] = {}
         self.tasks: dict[int, Task] = {}        # Detector task id -> a task not yet done
         self.running: dict[int, Attempt] = {}   # Detector attempt id -> attempt
+        # Tasks that ended without a result, to take out of their stage's size once the
+        # Detector has seen their last attempt end (Detector.drop_task refuses it before).
+        self.dropping: list[Task] = []
 
     def drain(self, inbox: list) -> None:
         """Apply the inbox to the Detector in three batched calls per run: ``add_tasks`` per
@@ -266,6 +269,8 @@ class _DetectorFeed:
             elif kind == END:
                 ends.append(item)
                 ended_tasks.add(item.task)
+            elif kind == DROP:
+                self.dropping.append(item)
             else:
                 key = self._task_key(item)
                 if key != registration_key:
@@ -273,12 +278,34 @@ class _DetectorFeed:
                     registration_key = key
                 registrations.append(item)
         flush()
+        if self.dropping:
+            self._drop()
         tasks = self.tasks
         if len(tasks) > 2 * len(self.running) + 4096:
             # Tasks that ended without an attempt ending (cancelled before they started) are
             # forgotten in sweeps, at a cost spread over the tasks that came since the last.
             for det_id in [d for d, t in tasks.items() if t.done and not t.running]:
                 del tasks[det_id]
+
+    def _drop(self) -> None:
+        """Take the tasks that ended without a result out of their stages' sizes (else Spark's
+        and Flink's "75 % of the stage" gates could never open again)."""
+        waiting = []
+        for task in self.dropping:
+            if task.det_id < 0 or task.det_won:
+                continue
+            if any(a.detector_id >= 0 and a.outcome == "" for a in task.running):
+                waiting.append(task)  # an attempt of it still runs in the Detector
+                continue
+            try:
+                self.detector.drop_task(task.det_id)
+            except ValueError:
+                # Still running in the Detector (its end comes with a later drain): try again.
+                if any(a.task is task for a in self.running.values()):
+                    waiting.append(task)
+            except KeyError:
+                pass  # its stage was removed
+        self.dropping = waiting
 
     def _finish(self, ends: list[Attempt]) -> None:
         """``finish_many`` over ended attempts: one call for those whose last heartbeat carried
