@@ -161,3 +161,30 @@ def test_a_thread_pool_passed_in_is_used_and_left_running():
             names = set(ex.map(lambda _: threading.current_thread().name, range(20)))
         assert all(n.startswith("mine") for n in names)
         assert pool.submit(abs, -1).result() == 1
+
+
+MANTRI_SLOW = {3, 17, 29}
+
+
+def paced_task(i: int) -> int:
+    """0.1 s in 20 ms steps, heartbeating progress; the first attempts of three tasks take 3 s."""
+    total = 3.0 if i in MANTRI_SLOW and sg.current_attempt().attempt == 0 else 0.1
+    steps = int(round(total / 0.02))
+    for k in range(steps):
+        time.sleep(0.02)
+        sg.heartbeat(progress=(k + 1) / steps)
+    return i
+
+
+def test_mantri_kills_and_restarts_outliers_while_tasks_wait():
+    # Issue 13's one-host workload: 40 tasks on 4 workers. Mantri restarts the three outliers
+    # as soon as their progress shows that a new attempt would finish sooner; the kills are no
+    # failures and their new attempts are plain attempts, not copies.
+    with sg.SpeculativeExecutor(max_workers=4, policy=sg.MantriPolicy(interval=0.05)) as ex:
+        assert list(ex.map(paced_task, range(40))) == list(range(40))
+    stats = ex.stats()
+    assert stats.failures == 0 and stats.killed >= 3
+    won = {e.task: e.attempt for e in ex.events() if e.kind == "finish"}
+    assert all(won[t] >= 1 for t in MANTRI_SLOW)  # every outlier finished by a later attempt
+    killed = [e for e in ex.events() if e.kind == "kill"]
+    assert {e.task for e in killed} >= MANTRI_SLOW and all(e.attempt == 0 for e in killed if e.task in MANTRI_SLOW)

@@ -75,7 +75,8 @@ class Attempt:
     object per attempt, because the executor's cost per task is what a no-op job measures."""
 
     __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "detector_id",
-                 "beat_sent", "cancelled", "beat", "clock", "staging", "timed_out", "_context", "__weakref__")
+                 "beat_sent", "cancelled", "beat", "clock", "staging", "timed_out", "restarted", "_context",
+                 "__weakref__")
 
     node = 0  # engines without nodes to choose run everything on node 0
 
@@ -93,6 +94,7 @@ class Attempt:
         self.beat: Optional[tuple] = None
         self.staging: Optional[str] = None
         self.timed_out: Optional[AttemptTimeout] = None  # set when the scheduler stops it for time
+        self.restarted = False  # stopped by a kill-and-restart (Mantri): its end is no failure
         self._context: Optional[AttemptContext] = None
 
     @property
@@ -376,8 +378,10 @@ class Ledger:
             # its failure is the timeout.
             error = attempt.timed_out
             self.n_timeouts += 1
-        if task.done:
-            outcome = "kill"  # lost the race (or its task was cancelled): its result is dropped
+        if task.done or (attempt.restarted and error is not None):
+            # Lost the race (or its task was cancelled), or stopped to be restarted (its new
+            # attempt is already queued): a kill, never a failure.
+            outcome = "kill"
         elif error is None:
             if staging is not None:
                 try:
@@ -438,6 +442,26 @@ class Ledger:
         if attempt.staging is None and resolve is None:
             return None
         return FollowUp(attempt.staging, resolve, None, error)
+
+    def restart_locked(self, attempt: Attempt, node: int = -1) -> int:
+        """Kill-and-restart (Mantri): stop ``attempt`` (a kill, not a failure) and queue a new
+        attempt of its task first in line; returns the new attempt's number, or -1 if the
+        attempt already ended or is being stopped."""
+        task = attempt.task
+        if attempt.cancelled or attempt.outcome or task.done:
+            return -1
+        attempt.restarted = True
+        attempt.cancelled = True
+        number = self.next_number_locked(task)
+        self.queue_locked(task, number, speculative=False, front=True, node=node)
+        try:
+            self.stop_attempt(attempt)
+        except Exception:  # pragma: no cover - the engine's hook must not break the scheduler
+            import logging
+
+            logging.getLogger("straggler").exception("straggler: could not stop attempt %d of task %d",
+                                                     attempt.number, task.id)
+        return number
 
     def time_out_locked(self, attempt: Attempt, limit: str, seconds: float) -> None:
         """Stop an attempt that ran past ``limit`` ("timeout" or "heartbeat_timeout"): it ends

@@ -182,14 +182,24 @@ class Scheduler:
                 task = feed.tasks.get(order.task)
                 if task is None or task.done:
                     continue
-                number = ledger.next_number_locked(task)
                 node = -1 if order.node is None else order.node
-                ledger.queue_locked(task, number, speculative=True, node=node)
+                if order.restart:
+                    victim = feed.running.get(order.copied_attempt)
+                    if victim is None or victim.task is not task:
+                        continue
+                    number = ledger.restart_locked(victim, node)
+                    if number < 0:
+                        continue
+                else:
+                    number = ledger.next_number_locked(task)
+                    # A copy the plan ranks ahead of pending originals goes first in line.
+                    ledger.queue_locked(task, number, speculative=True, node=node, front=order.priority)
                 started.append((task, number, order))
         for task, number, order in started:
             logger.info(
-                "task %d of stage %s ran %.3g s > threshold %.3g s; starting copy (attempt %d)%s",
-                task.id, task.stage, order.elapsed, order.threshold, number,
+                "task %d of stage %s ran %.3g s > threshold %.3g s; %s (attempt %d)%s",
+                task.id, task.stage, order.elapsed, order.threshold,
+                "killing it and restarting" if order.restart else "starting copy", number,
                 "" if order.node is None else f" on {engine.describe_node(order.node)}",
             )
         if started:
