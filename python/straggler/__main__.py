@@ -52,6 +52,7 @@ _DEMO_POLICIES: dict[str, Callable[[], Any]] = {
     "flink": lambda: sg.FlinkPolicy(baseline_lower_bound=0.05, block_slow_node_duration=1.0, interval=0.02),
     "smallpond": lambda: sg.SmallpondPolicy(min_samples=20, probe_timeout=0.1, interval=0.02),
     "late": lambda: sg.LatePolicy(min_runtime=0.05, speculative_cap=0.25, interval=0.02),
+    "mantri": lambda: sg.MantriPolicy(interval=0.02),
 }
 
 
