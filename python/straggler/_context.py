@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from straggler._checks import flag, integer, optional_duration, real
+from straggler._checks import flag, integer, real
 
 __all__ = [
     "AttemptCancelled", "AttemptContext", "AttemptTimeout", "TaskOptions", "current_attempt", "heartbeat", "options",
@@ -166,8 +166,11 @@ class TaskOptions:
         if self.input_bytes is not None:
             object.__setattr__(self, "input_bytes", integer("input_bytes", self.input_bytes, low=0))
         object.__setattr__(self, "speculatable", flag("speculatable", self.speculatable))
-        object.__setattr__(self, "timeout", optional_duration("timeout", self.timeout))
-        object.__setattr__(self, "heartbeat_timeout", optional_duration("heartbeat_timeout", self.heartbeat_timeout))
+        # Bounded like the executor's own (a year): every wait of ours has a finite limit.
+        for name in ("timeout", "heartbeat_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, real(name, value, low=0.0, low_open=True, high=365 * 86400.0))
         if self.output is not None:
             import os
 
@@ -176,6 +179,8 @@ class TaskOptions:
             path = os.fspath(self.output)
             if not isinstance(path, str) or not path or os.path.basename(os.path.normpath(path)) in ("", ".", ".."):
                 raise ValueError(f"output must name a directory to create, got {self.output!r}")
+            if "\0" in path:
+                raise ValueError(f"output must not contain a NUL character, got {self.output!r}")
 
 
 class _WithOptions:

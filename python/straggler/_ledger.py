@@ -156,6 +156,8 @@ class Ledger:
         self.n_killed = self.n_lost = self.n_timeouts = self.n_abandoned = 0
         # Whether any task (or the executor) set a timeout: the scheduler skips its scan if not.
         self.timeouts = False
+        self.timeout: Optional[float] = None            # the executor-wide limits
+        self.heartbeat_timeout: Optional[float] = None
         self.wasted = 0.0
         self.inbox: list[Any] = []
         self.scheduler_idle = False
@@ -202,7 +204,7 @@ class Ledger:
             if output.startswith(other + os.sep) or other.startswith(output + os.sep):
                 raise ValueError(f"output: {output!r} and {other!r} (another task's) are nested")
         if os.path.lexists(output):
-            raise FileExistsError(f"output: {output!r} already exists")
+            raise OutputExistsError(f"output: {output!r} already exists")
         self.outputs.add(output)
 
     # --- the ready queue --------------------------------------------------------------------
@@ -373,10 +375,18 @@ class Ledger:
         resolve: Optional[Task] = None
         self._detach_locked(attempt)
         outcome = ""
-        if attempt.timed_out is not None and error is not None and not task.done:
-            # Stopped for running too long (or going silent): whatever the stop made it raise,
-            # its failure is the timeout.
+        if attempt.timed_out is None and self.timeouts and not task.done:
+            # Ended past its timeout before the scheduler's scan saw it (a timeout shorter than
+            # the check interval): as timed out as one the scan stopped.
+            timeout = self.limits(task)[0]
+            finished = self.clock() if end is None else end
+            if timeout is not None and finished - attempt.start > timeout:
+                attempt.timed_out = AttemptTimeout(task.id, attempt.number, "timeout", timeout)
+        if attempt.timed_out is not None and not task.done:
+            # Stopped for running too long (or going silent): whatever it raised or returned
+            # after the limit, its end is the timeout, a failure.
             error = attempt.timed_out
+            value = None
             self.n_timeouts += 1
         if task.done or (attempt.restarted and error is not None):
             # Lost the race (or its task was cancelled), or stopped to be restarted (its new
@@ -462,6 +472,17 @@ class Ledger:
             logging.getLogger("straggler").exception("straggler: could not stop attempt %d of task %d",
                                                      attempt.number, task.id)
         return number
+
+    def limits(self, task: Task) -> tuple[Optional[float], Optional[float]]:
+        """(timeout, heartbeat_timeout) of the task: its own options, else the executor's."""
+        timeout, silence = self.timeout, self.heartbeat_timeout
+        task_options = task.options
+        if task_options is not None:
+            if task_options.timeout is not None:
+                timeout = task_options.timeout
+            if task_options.heartbeat_timeout is not None:
+                silence = task_options.heartbeat_timeout
+        return timeout, silence
 
     def time_out_locked(self, attempt: Attempt, limit: str, seconds: float) -> None:
         """Stop an attempt that ran past ``limit`` ("timeout" or "heartbeat_timeout"): it ends
@@ -575,6 +596,11 @@ def _events(log: list) -> Iterator[AttemptEvent]:
 
 
 _UNSET: Any = object()
+
+
+class OutputExistsError(FileExistsError, ValueError):
+    """``output=`` names a path that exists: a bad argument (``ValueError``) about a file
+    (``FileExistsError``), caught by either."""
 
 
 class _Abandoned(Exception):

@@ -33,15 +33,12 @@ class Scheduler:
     """Owns the Detector; see the module's docstring."""
 
     def __init__(self, ledger: Ledger, engine: "Engine", policy: Any, interval: float,
-                 blocklist: NodeBlocklist, *, timeout: Optional[float] = None,
-                 heartbeat_timeout: Optional[float] = None) -> None:
+                 blocklist: NodeBlocklist) -> None:
         self.ledger = ledger
         self.engine = engine
         self.policy = policy
         self.interval = interval
         self.blocklist = blocklist
-        self.timeout = timeout
-        self.heartbeat_timeout = heartbeat_timeout
         self.thread = threading.Thread(target=self._loop, name="straggler-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -101,19 +98,12 @@ class Scheduler:
         """Stop the attempts that ran past their ``timeout`` or went silent for their
         ``heartbeat_timeout`` (a task's own options, else the executor's)."""
         ledger = self.ledger
-        default_timeout, default_silence = self.timeout, self.heartbeat_timeout
         now = ledger.clock()
         with ledger.lock:
             for attempt in feed.running.values():
                 if attempt.cancelled or attempt.outcome:
                     continue
-                task_options = attempt.task.options
-                timeout, silence = default_timeout, default_silence
-                if task_options is not None:
-                    if task_options.timeout is not None:
-                        timeout = task_options.timeout
-                    if task_options.heartbeat_timeout is not None:
-                        silence = task_options.heartbeat_timeout
+                timeout, silence = ledger.limits(attempt.task)
                 if timeout is not None and now - attempt.start > timeout:
                     ledger.time_out_locked(attempt, "timeout", timeout)
                 elif silence is not None:

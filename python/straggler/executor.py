@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import sys
 import threading
 import time
 import uuid
@@ -29,9 +30,10 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from straggler._checks import duration, integer, optional_duration, real
+from straggler._checks import integer, real
 from straggler._context import TaskOptions, _WithOptions
 from straggler._engines import EngineBase, resolve
+from straggler._engines.runners import current_ledger
 from straggler._ledger import Ledger, Task
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler._scheduler import Scheduler
@@ -44,6 +46,8 @@ _KINDS = ("spark", "flink", "smallpond", "late", "mantri")
 _DEFAULT_STAGE = "default"
 # The event log's default bound: two events per attempt, about 100 bytes each while kept.
 _MAX_EVENTS = 100_000
+# The longest interval, timeout or grace accepted: a year, far below threading.TIMEOUT_MAX.
+_LONGEST = 365 * 86400.0
 
 
 class SpeculativeExecutor(concurrent.futures.Executor):
@@ -87,21 +91,25 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         stop_grace: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if policy is not None and getattr(policy, "kind", None) not in _KINDS:
+        if policy is not None and (isinstance(policy, type) or getattr(policy, "kind", None) not in _KINDS):
             raise TypeError(
                 "policy must be a SparkPolicy, FlinkPolicy, SmallpondPolicy, LatePolicy, MantriPolicy or None, "
                 f"got {policy!r}"
             )
+        # Every wait of ours goes through threading, which refuses waits past TIMEOUT_MAX
+        # (about 292 years): bound each duration well below it.
         if interval is None:
-            interval = float(policy.interval) if policy is not None else 0.1
+            interval = real("interval", policy.interval if policy is not None else 0.1, low=0.0, low_open=True,
+                            high=_LONGEST)
         else:
-            interval = real("interval", interval, low=0.0, low_open=True)
+            interval = real("interval", interval, low=0.0, low_open=True, high=_LONGEST)
         max_failures = integer("max_failures", max_failures, low=1)
         if max_events is not None:
-            max_events = integer("max_events", max_events, low=0)
-        timeout = optional_duration("timeout", timeout)
-        heartbeat_timeout = optional_duration("heartbeat_timeout", heartbeat_timeout)
-        stop_grace = duration("stop_grace", stop_grace, allow_zero=True)
+            max_events = integer("max_events", max_events, low=0, high=sys.maxsize // 2)
+        timeout = None if timeout is None else real("timeout", timeout, low=0.0, low_open=True, high=_LONGEST)
+        if heartbeat_timeout is not None:
+            heartbeat_timeout = real("heartbeat_timeout", heartbeat_timeout, low=0.0, low_open=True, high=_LONGEST)
+        stop_grace = real("stop_grace", stop_grace, low=0.0, high=_LONGEST)
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         engine: EngineBase = resolve(executor, max_workers)  # validates executor and max_workers
@@ -112,11 +120,11 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         self._ledger = ledger = Ledger(max_failures=max_failures, clock=clock, slots=engine.slots,
                                        max_events=max_events, token=uuid.uuid4().hex[:8])
         ledger.timeouts = timeout is not None or heartbeat_timeout is not None
+        ledger.timeout, ledger.heartbeat_timeout = timeout, heartbeat_timeout
         blocklist = NodeBlocklist()
         engine.stop_grace = stop_grace
         engine.bind(ledger, blocklist, self._interval)
-        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist,
-                                    timeout=timeout, heartbeat_timeout=heartbeat_timeout)
+        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist)
         self._scheduler.start()
         # Dropped without shutdown(): let the work finish, then the threads end (as
         # ThreadPoolExecutor does); nothing of ours keeps a reference to the front.
@@ -139,8 +147,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 stage = task_options.stage
             num_tasks = task_options.num_tasks
             if task_options.output is not None:
-                # Resolved once, here: a later chdir must not move where the output lands.
-                output = os.path.abspath(os.fspath(task_options.output))
+                # Resolved once, here, through symlinks: a later chdir must not move where the
+                # output lands, and two names of one directory must be seen as one.
+                output = os.path.realpath(os.path.abspath(os.fspath(task_options.output)))
             if task_options.timeout is not None or task_options.heartbeat_timeout is not None:
                 self._ledger.timeouts = True
         task = Task(fn, args, kwargs, stage, task_options, output)  # outside the lock: a Future is not free
@@ -205,6 +214,11 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         if cancel_futures:
             self._engine.cancel_unstarted()
         if wait:
+            if current_ledger() is ledger:
+                # In a task or a done-callback of this executor: waiting for the work to end
+                # would wait for itself (ThreadPoolExecutor refuses this too).
+                raise RuntimeError("shutdown(wait=True) from inside one of this executor's tasks or callbacks "
+                                   "would wait for itself; the executor is shut down, use wait=False")
             ledger.wait_idle()
             self._scheduler.thread.join()
             self._engine.close(wait=True)

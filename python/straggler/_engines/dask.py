@@ -51,7 +51,7 @@ from typing import Any, Callable, Optional
 from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
 from straggler._engines import EngineBase
 from straggler._engines._interrupt import Guard
-from straggler._engines.runners import make_staging
+from straggler._engines.runners import make_staging, serving
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist, choose_node
 
@@ -321,10 +321,11 @@ class DaskEngine(EngineBase):
 
     def __init__(self, client: Any, submit_options: dict) -> None:
         submit_options = dict(submit_options)
-        if submit_options.pop("retries", 0):
+        retries = submit_options.pop("retries", 0)
+        if retries:
             raise ValueError(
                 f"retries: the executor retries failed attempts itself (max_failures); got retries="
-                f"{submit_options.get('retries')!r} from the Dask executor"
+                f"{retries!r} from the Dask executor"
             )
         submit_options.pop("pure", None)          # every attempt has its own key anyway
         submit_options.pop("allow_other_workers", None)
@@ -554,6 +555,13 @@ class DaskEngine(EngineBase):
                 allowed = [a for a, n in self.nodes.items() if n in self.nthreads and n not in blocked]
                 if allowed:
                     options.update(workers=allowed, allow_other_workers=self.universe is None)
+                elif self.universe is not None:
+                    # None of the user's workers is alive: wait for them, as plain Dask does,
+                    # rather than run elsewhere.
+                    options.update(workers=sorted(self.universe), allow_other_workers=False)
+            if self.client.status in ("closing", "closed"):
+                # A closed client still hands out futures, which never finish.
+                raise RuntimeError(f"the Dask client is {self.client.status}")
             if attempt.number > 0:
                 options["priority"] = 1
             prefix = self.ledger.staging_prefix(task, attempt.number) if task.output is not None else ""
@@ -602,6 +610,7 @@ class DaskEngine(EngineBase):
     # --- the event thread -------------------------------------------------------------------
 
     def _event_loop(self) -> None:
+        serving(self.ledger)  # Futures' callbacks run here: shutdown(wait=True) in one must refuse
         while True:
             with self.wake_events:
                 while not (self.reports or self.finished or self.closing or self.to_stop):

@@ -14,15 +14,28 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from typing import Any, Callable, Optional
 
 from straggler._context import _enter, _leave
 from straggler._engines import EngineBase
 from straggler._ledger import Attempt, Task
 
-__all__ = ["RunnerEngine", "call_in_attempt", "make_staging"]
+__all__ = ["RunnerEngine", "call_in_attempt", "current_ledger", "make_staging"]
 
 logger = logging.getLogger("straggler")
+
+# The ledger whose attempts (and Futures' callbacks) this thread runs, if any.
+_thread = threading.local()
+
+
+def current_ledger() -> Any:
+    return getattr(_thread, "ledger", None)
+
+
+def serving(ledger: Any) -> None:
+    """Mark this thread as one that runs ``ledger``'s attempts and resolves its Futures."""
+    _thread.ledger = ledger
 
 
 def call_in_attempt(fn: Callable[..., Any], current: Any, args: tuple, kwargs: dict) -> Any:
@@ -91,15 +104,19 @@ class RunnerEngine(EngineBase):
         ledger = self.ledger
         lock = ledger.lock
         attempt_type = self.attempt_type
+        serving(ledger)
+        left_behind: Optional[str] = None
         ended: Optional[tuple[Attempt, Any, Optional[BaseException]]] = None
         while True:
             follow_up = None
             with lock:
                 if ended is not None:
                     if ended[0] in self.abandoned:
-                        # Settled when it was abandoned, and a new runner took this one's slot.
+                        # Settled when it was abandoned, and a new runner took this one's slot;
+                        # what it went on writing is nobody's output.
                         self.abandoned.discard(ended[0])
-                        return
+                        left_behind = ended[0].staging
+                        break
                     follow_up = ledger.settle_locked(*ended)
                     ended = None
                 taken = ledger.take_locked(attempt_type)
@@ -107,6 +124,7 @@ class RunnerEngine(EngineBase):
                     self.runners -= 1
                     ledger.busy -= 1
                     ledger.changed.notify_all()
+                    serving(None)
                     return
                 if taken is not None:
                     attempt = taken[0]
@@ -117,6 +135,9 @@ class RunnerEngine(EngineBase):
                 ledger.finish_up(follow_up)
             if taken is not None:
                 ended = (attempt, *self._attempt(attempt, task, fn, args, kwargs))
+        if left_behind is not None:
+            shutil.rmtree(left_behind, ignore_errors=True)
+        serving(None)
 
     def _attempt(self, attempt: Attempt, task: Task, fn: Callable[..., Any], args: tuple, kwargs: dict
                  ) -> tuple[Any, Optional[BaseException]]:

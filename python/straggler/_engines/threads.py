@@ -123,6 +123,10 @@ class ThreadEngine(RunnerEngine):
     def close(self, wait: bool) -> None:
         with self.steps_changed:
             self.closed = True
+            # Once the work is done, the steps left are for attempts that ended or were
+            # abandoned: nothing is left to stop.
+            self.steps.clear()
             self.steps_changed.notify()
-        if not self.own_threads:
-            return  # the user's pool: left running
+            stopper = self.stopper
+        if wait and stopper is not None and stopper is not threading.current_thread():
+            stopper.join()
