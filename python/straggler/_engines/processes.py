@@ -52,10 +52,11 @@ __all__ = ["ProcessEngine", "RemoteTraceback", "WorkerDied"]
 
 logger = logging.getLogger("straggler")
 
-# The shared slot of a worker: doubles, written by the worker (SEQ, TIME, PROGRESS, RECORDS)
-# or by the executor while the worker is idle (TAG) or at a stop (CANCEL).
-_SEQ, _TAG, _TIME, _PROGRESS, _RECORDS, _CANCEL = range(6)
-_SLOT_SIZE = 6
+# The shared slot of a worker: doubles, written by the worker (SEQ, TIME, PROGRESS, RECORDS;
+# RECEIVED, the TAG of the attempt it last received) or by the executor while the worker is
+# idle (TAG) or at a stop (CANCEL).
+_SEQ, _TAG, _TIME, _PROGRESS, _RECORDS, _CANCEL, _RECEIVED = range(7)
+_SLOT_SIZE = 7
 _LOST, _TIMED_OUT = 1.0, 2.0          # CANCEL's values (0: run on)
 _NAN = math.nan
 
@@ -76,6 +77,10 @@ class WorkerDied(RuntimeError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.task, self.attempt, self.pid, self.exitcode))
+
+
+class _Undelivered(Exception):
+    """The worker died before the attempt reached it."""
 
 
 class RemoteTraceback(Exception):
@@ -155,11 +160,16 @@ def _worker_main(conn: Any, slot: Any, parent_end: Any) -> None:
         parent_end.close()
     # Ctrl-C reaches the whole process group; the executor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        conn.send_bytes(b"")  # ready: imports done, the first attempt's clock may start
+    except OSError:
+        return
     while True:
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the executor closed the pipe, or is gone
+        slot[_RECEIVED] = slot[_TAG]  # from here on, a death is the attempt's
         reply = _run_one(message, slot)
         try:
             conn.send_bytes(reply)
@@ -326,22 +336,29 @@ class ProcessEngine(RunnerEngine):
                 f"task {task.id}, attempt {attempt.number}: cannot send fn, args or kwargs to a worker process: "
                 f"{exc}"
             ) from exc
-        worker = self._worker()
-        with self.lock:
-            if attempt.cancelled:
-                raise AttemptCancelled(f"task {task.id}: attempt {attempt.number} was stopped before it started")
-            self._bind(worker, attempt)
-        try:
-            return self._exchange(worker, attempt, payload)
-        finally:
+        self.local.tried = False
+        # A worker that died before the attempt reached it (killed while idle) cost the attempt
+        # nothing: send it once more, to a fresh worker.
+        for delivery in range(2):
+            worker = self._worker()
             with self.lock:
-                attempt.beat  # noqa: B018 (the last read of the slot, before it is unbound)
-                attempt.worker = None
-                worker.attempt = None
-                doomed = worker.doomed
-            if doomed:
-                self.local.worker = None
-                self._retire(worker)
+                if attempt.cancelled:
+                    raise AttemptCancelled(f"task {task.id}: attempt {attempt.number} was stopped before it started")
+                self._bind(worker, attempt)
+            try:
+                return self._exchange(worker, attempt, payload, resend=delivery == 0)
+            except _Undelivered:
+                continue
+            finally:
+                with self.lock:
+                    attempt.beat  # noqa: B018 (the last read of the slot, before it is unbound)
+                    attempt.worker = None
+                    worker.attempt = None
+                    doomed = worker.doomed
+                if doomed:
+                    self.local.worker = None
+                    self._retire(worker)
+        raise AssertionError("unreachable: the second delivery raises or returns")  # pragma: no cover
 
     def _worker(self) -> _Worker:
         """The driver's worker: the one it holds, an idle one, or a new one."""
@@ -387,7 +404,30 @@ class ProcessEngine(RunnerEngine):
         worker = _Worker(process, parent_end, slot)
         with self.lock:
             self.workers.add(worker)
+        ready = False
+        if parent_end in wait([parent_end, process.sentinel]):
+            try:
+                ready = parent_end.recv_bytes() == b""
+            except (EOFError, OSError):
+                pass
+        if not ready:
+            exitcode = process.exitcode
+            self._retire(worker)
+            raise RuntimeError(f"a worker process could not start: it {_how_it_ended(exitcode)}")
         return worker
+
+    def runner_ready(self) -> bool:
+        worker: Optional[_Worker] = getattr(self.local, "worker", None)
+        return (worker is not None and not worker.doomed) or getattr(self.local, "tried", False)
+
+    def make_ready(self) -> None:
+        try:
+            self._worker()
+        except Exception:
+            # The next attempt tries again and fails with the reason (counted, so a worker that
+            # cannot start ends in failed Futures, not in a loop).
+            logger.warning("straggler: could not start a worker process", exc_info=True)
+            self.local.tried = True
 
     def _bind(self, worker: _Worker, attempt: ProcessAttempt) -> None:
         """Under the engine's lock, while the worker is idle: the slot is the attempt's now."""
@@ -402,7 +442,7 @@ class ProcessEngine(RunnerEngine):
         attempt.worker = worker
         worker.attempt = attempt
 
-    def _exchange(self, worker: _Worker, attempt: ProcessAttempt, payload: bytes) -> Any:
+    def _exchange(self, worker: _Worker, attempt: ProcessAttempt, payload: bytes, resend: bool) -> Any:
         conn, process = worker.conn, worker.process
         reply: Optional[bytes] = None
         try:
@@ -417,7 +457,10 @@ class ProcessEngine(RunnerEngine):
                 except (EOFError, OSError):
                     reply = None
         if reply is None:
-            raise self._death(worker, attempt)
+            error = self._death(worker, attempt)
+            if resend and worker.slot[_RECEIVED] != attempt.tag and not attempt.cancelled:
+                raise _Undelivered()
+            raise error
         return _decode(reply, attempt)
 
     def _death(self, worker: _Worker, attempt: ProcessAttempt) -> BaseException:
