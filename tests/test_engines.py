@@ -159,7 +159,10 @@ def test_outputs_are_committed_exactly_once(make, tmp_path):
 def test_cancel_and_shutdown_cancel_futures_cancel_only_unstarted_tasks(make):
     ex = make(policy=None)
     running = [ex.submit(sleeps, 0.5) for _ in range(2)]
-    time.sleep(0.2)  # both slots busy
+    # Both slots busy (a process engine first starts its workers: wait, do not guess how long).
+    deadline = time.monotonic() + 60
+    while not all(f.running() or f.done() for f in running) and time.monotonic() < deadline:
+        time.sleep(0.01)
     waiting = [ex.submit(square, i) for i in range(20)]
     assert waiting[-1].cancel()
     ex.shutdown(wait=True, cancel_futures=True)

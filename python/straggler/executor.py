@@ -243,6 +243,9 @@ def _finish_at_exit() -> None:
 
 
 threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
+# A forked child (a worker of the process engine, or any fork) owns none of these executors:
+# at its exit it must not wait for their work, which runs in the parent.
+os.register_at_fork(after_in_child=_live_ledgers.clear)
 
 
 def _close_ledger(ledger: Ledger) -> None:

@@ -153,11 +153,13 @@ class _InWorker:
         slot[_SEQ] = seq + 2.0
 
 
-def _worker_main(conn: Any, slot: Any, parent_end: Any) -> None:
-    """A worker process: run attempts as they come, until the pipe closes."""
-    if parent_end is not None:
-        # Forked: our copy of the executor's end would keep us from ever reading EOF.
-        parent_end.close()
+def _worker_main(conn: Any, slot: Any, inherited: list) -> None:
+    """A worker process: run attempts as they come, until an empty message or the pipe
+    closes."""
+    for end in inherited:
+        # Forked: the executor's ends of our pipe and of the other workers' pipes; a copy here
+        # would keep a worker from reading EOF when the executor is gone.
+        end.close()
     # Ctrl-C reaches the whole process group; the executor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -169,6 +171,8 @@ def _worker_main(conn: Any, slot: Any, parent_end: Any) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the executor closed the pipe, or is gone
+        if not message:
+            return  # asked to leave
         slot[_RECEIVED] = slot[_TAG]  # from here on, a death is the attempt's
         reply = _run_one(message, slot)
         try:
@@ -390,8 +394,10 @@ class ProcessEngine(RunnerEngine):
             if self.closed:
                 raise RuntimeError("the process engine was closed")
             parent_end, child_end = context.Pipe()
+            with self.lock:
+                inherited = [parent_end, *(w.conn for w in self.workers)] if self.fork else []
             process = context.Process(
-                target=_worker_main, args=(child_end, slot, parent_end if self.fork else None),
+                target=_worker_main, args=(child_end, slot, inherited),
                 name=f"straggler-worker-{next(self.names)}",
             )
             try:
@@ -596,9 +602,13 @@ def _decode(reply: bytes, attempt: Attempt) -> Any:
 
 
 def _end_process(worker: _Worker, grace: float) -> None:
-    """Close the pipe (an idle worker reads EOF and leaves), then terminate and kill what is
-    still there after ``grace``; join it."""
+    """Ask an idle worker to leave, then terminate and kill what is still there after
+    ``grace``; join it."""
     process = worker.process
+    try:
+        worker.conn.send_bytes(b"")
+    except OSError:
+        pass  # gone already
     try:
         worker.conn.close()
     except OSError:
