@@ -117,7 +117,7 @@ class _InWorker:
         self.clock = time.monotonic
 
     @property
-    def _live(self) -> "_InWorker":
+    def _live(self) -> Any:  # a _Live whose fields live in the shared slot
         return self
 
     def context(self) -> AttemptContext:
@@ -228,7 +228,7 @@ class _Worker:
 
 
 # The base class's storage for ``beat``; ProcessAttempt's property reads and writes through it.
-_stored_beat = Attempt.beat
+_stored_beat: Any = Attempt.__dict__["beat"]
 
 
 class ProcessAttempt(Attempt):
@@ -243,16 +243,16 @@ class ProcessAttempt(Attempt):
         self.offset = 0.0
         super().__init__(*args)
 
-    @property  # type: ignore[override]
+    @property
     def beat(self) -> Optional[tuple]:
         worker = self.worker
         if worker is not None:
             self._read(worker.slot)
-        return _stored_beat.__get__(self)  # type: ignore[attr-defined]
+        return _stored_beat.__get__(self)
 
     @beat.setter
     def beat(self, value: Optional[tuple]) -> None:
-        _stored_beat.__set__(self, value)  # type: ignore[attr-defined]
+        _stored_beat.__set__(self, value)
 
     def _read(self, slot: Any) -> None:
         # The same tuple comes back until the worker writes again (the scheduler sends a beat
@@ -269,7 +269,7 @@ class ProcessAttempt(Attempt):
             if tag != self.tag:
                 return  # the worker runs another attempt now (this one just ended)
             self.seq = seq
-            _stored_beat.__set__(self, (  # type: ignore[attr-defined]
+            _stored_beat.__set__(self, (
                 at + self.offset,
                 None if progress != progress else progress,
                 None if records < 0.0 else int(records),
@@ -496,6 +496,10 @@ class ProcessEngine(RunnerEngine):
         if not keep:
             self._retire(worker)
 
+    def _retire_all(self, workers: list[_Worker]) -> None:
+        for worker in workers:
+            self._retire(worker)
+
     def _retire(self, worker: _Worker) -> None:
         """End a worker that runs no attempt, and join it. Never raises."""
         with self.lock:
@@ -571,8 +575,8 @@ class ProcessEngine(RunnerEngine):
                 for worker in idle:
                     self._retire(worker)
             else:
-                reaper = threading.Thread(target=lambda: [self._retire(w) for w in idle],
-                                          name="straggler-reaper", daemon=True)
+                reaper = threading.Thread(target=self._retire_all, args=(idle,), name="straggler-reaper",
+                                          daemon=True)
                 self.reapers.append(reaper)
                 reaper.start()
         if wait:
