@@ -18,7 +18,6 @@ import time
 
 import pytest
 import straggler as sg
-from straggler._engines.processes import WorkerDied
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -235,7 +234,7 @@ def test_a_worker_killed_on_every_attempt_fails_the_future_with_worker_died():
     with sg.SpeculativeExecutor("processes", max_workers=1, policy=None, max_failures=2) as ex:
         error = ex.submit(kills_its_worker).exception(timeout=120)
         assert ex.submit(abs, -3).result(timeout=120) == 3  # a fresh worker took the slot
-    assert isinstance(error, WorkerDied) and isinstance(error, RuntimeError)
+    assert isinstance(error, sg.WorkerDied) and isinstance(error, RuntimeError)
     assert "task 0, attempt 1" in str(error) and "killed by SIGKILL" in str(error)
     assert error.exitcode == -signal.SIGKILL
     assert pickle.loads(pickle.dumps(error)).args == error.args

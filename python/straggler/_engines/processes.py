@@ -44,11 +44,11 @@ import traceback
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
+from straggler._context import AttemptCancelled, AttemptContext, WorkerDied, _enter, _how_it_ended, _leave
 from straggler._engines.runners import RunnerEngine
 from straggler._ledger import Attempt
 
-__all__ = ["ProcessEngine", "RemoteTraceback", "WorkerDied"]
+__all__ = ["ProcessEngine", "RemoteTraceback"]
 
 logger = logging.getLogger("straggler")
 
@@ -63,22 +63,6 @@ _NAN = math.nan
 _OK, _RAISED, _UNLOADABLE, _UNSENDABLE = "ok", "raised", "unloadable", "unsendable"
 
 
-class WorkerDied(RuntimeError):
-    """The worker process running an attempt died (killed from outside: the OOM killer,
-    ``kill -9``; or it exited): the attempt failed and is retried up to ``max_failures``.
-    ``task``, ``attempt``, ``pid`` and ``exitcode`` (negative: the signal's number) say which."""
-
-    def __init__(self, task: int, attempt: int, pid: Optional[int], exitcode: Optional[int]) -> None:
-        super().__init__(f"task {task}, attempt {attempt}: its worker process (pid {pid}) {_how_it_ended(exitcode)}")
-        self.task = task
-        self.attempt = attempt
-        self.pid = pid
-        self.exitcode = exitcode
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.task, self.attempt, self.pid, self.exitcode))
-
-
 class _Undelivered(Exception):
     """The worker died before the attempt reached it."""
 
@@ -88,18 +72,6 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.args[0]}"""' if self.args else ""
-
-
-def _how_it_ended(exitcode: Optional[int]) -> str:
-    if exitcode is None:
-        return "stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"was killed by {name}"
-    return f"exited with code {exitcode}"
 
 
 # --- in the worker process --------------------------------------------------------------------
