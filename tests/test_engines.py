@@ -1,5 +1,6 @@
-"""One behaviour suite, run on every engine: the built-in threads, a spawn ``ProcessPoolExecutor``
-and a Dask ``LocalCluster`` (2 worker processes of 1 thread each).
+"""One behaviour suite, run on every engine: the built-in threads, the built-in process engine
+(spawn), a spawn ``ProcessPoolExecutor`` and a Dask ``LocalCluster`` (2 worker processes of 1
+thread each).
 
 The guarantees checked here hold whatever runs the attempts: one Future per task, resolved
 once; retries up to ``max_failures``; a losing copy is never a failure; outputs committed
@@ -21,7 +22,7 @@ from straggler._records import EVENT_KINDS
 
 pytestmark = pytest.mark.timeout(180)
 
-ENGINES = ["threads", "processes", "dask"]
+ENGINES = ["threads", "processes-engine", "process-pool", "dask"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,10 @@ def make(request):
     if name == "threads":
         def build(**kwargs):
             return sg.SpeculativeExecutor(max_workers=2, **kwargs)
-    elif name == "processes":
+    elif name == "processes-engine":
+        def build(**kwargs):
+            return sg.SpeculativeExecutor("processes", max_workers=2, **kwargs)
+    elif name == "process-pool":
         pool = request.getfixturevalue("process_pool")
 
         def build(**kwargs):
@@ -155,7 +159,10 @@ def test_outputs_are_committed_exactly_once(make, tmp_path):
 def test_cancel_and_shutdown_cancel_futures_cancel_only_unstarted_tasks(make):
     ex = make(policy=None)
     running = [ex.submit(sleeps, 0.5) for _ in range(2)]
-    time.sleep(0.2)  # both slots busy
+    # Both slots busy (a process engine first starts its workers: wait, do not guess how long).
+    deadline = time.monotonic() + 60
+    while not all(f.running() or f.done() for f in running) and time.monotonic() < deadline:
+        time.sleep(0.01)
     waiting = [ex.submit(square, i) for i in range(20)]
     assert waiting[-1].cancel()
     ex.shutdown(wait=True, cancel_futures=True)

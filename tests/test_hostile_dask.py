@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from _hostile_util import run_script
 
 pytestmark = pytest.mark.timeout(180)

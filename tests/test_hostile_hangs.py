@@ -6,7 +6,6 @@ ThreadPoolExecutor refuses (RuntimeError "cannot join current thread") instead o
 from __future__ import annotations
 
 import pytest
-
 from _hostile_util import run_script
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,7 +5,15 @@ speculation policies of Spark, Flink, smallpond, LATE and Mantri run in a Rust c
 layer runs tasks on a thread pool (or Dask) and feeds the core heartbeats.
 """
 
-from straggler._context import AttemptCancelled, AttemptContext, AttemptTimeout, current_attempt, heartbeat, options
+from straggler._context import (
+    AttemptCancelled,
+    AttemptContext,
+    AttemptTimeout,
+    WorkerDied,
+    current_attempt,
+    heartbeat,
+    options,
+)
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler.executor import SpeculativeExecutor
@@ -31,6 +39,7 @@ __all__ = [
     "SmallpondPolicy",
     "SparkPolicy",
     "SpeculativeExecutor",
+    "WorkerDied",
     "__version__",
     "current_attempt",
     "heartbeat",

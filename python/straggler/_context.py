@@ -3,11 +3,13 @@
 An attempt runs with an ``AttemptContext`` installed in its thread. The context's public part
 (task, attempt, speculative, node, staging_dir) pickles, so it reaches a worker process of a
 ``ProcessPoolExecutor``; its live link to the executor (the cancel flag and the heartbeat slot)
-does not, so in another process ``heartbeat`` only validates its arguments and returns.
+does not, so in another process ``heartbeat`` only validates its arguments and returns. The
+process engine's workers install a live link of their own (``_engines/processes.py``).
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
@@ -15,7 +17,8 @@ from typing import Any, Callable, Optional, Protocol
 from straggler._checks import flag, integer, real
 
 __all__ = [
-    "AttemptCancelled", "AttemptContext", "AttemptTimeout", "TaskOptions", "current_attempt", "heartbeat", "options",
+    "AttemptCancelled", "AttemptContext", "AttemptTimeout", "TaskOptions", "WorkerDied", "current_attempt", "heartbeat",
+    "options",
 ]
 
 
@@ -45,6 +48,34 @@ class AttemptTimeout(TimeoutError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.task, self.attempt, self.limit, self.seconds))
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running an attempt died (killed from outside: the OOM killer,
+    ``kill -9``; or it exited): the attempt failed and is retried up to ``max_failures``.
+    ``task``, ``attempt``, ``pid`` and ``exitcode`` (negative: the signal's number) say which."""
+
+    def __init__(self, task: int, attempt: int, pid: Optional[int], exitcode: Optional[int]) -> None:
+        super().__init__(f"task {task}, attempt {attempt}: its worker process (pid {pid}) {_how_it_ended(exitcode)}")
+        self.task = task
+        self.attempt = attempt
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.task, self.attempt, self.pid, self.exitcode))
+
+
+def _how_it_ended(exitcode: Optional[int]) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with code {exitcode}"
 
 
 class _Live(Protocol):
@@ -104,7 +135,21 @@ _local = threading.local()
 
 
 def current_attempt() -> Optional[AttemptContext]:
-    """The attempt running in this thread, or None outside a task."""
+    """The attempt running in this thread, or None outside a task.
+
+    How an attempt that must stop (a loser, a timed-out attempt, a cancelled task) is stopped
+    depends on the engine; on every engine its next ``heartbeat()`` raises ``AttemptCancelled``:
+
+    - ``"threads"``: the flag; after ``stop_grace``, ``AttemptCancelled`` raised in its thread
+      (at the next Python bytecode: a blocking C call delays it); after another grace, the
+      thread is abandoned (its slot given to a new thread, its result dropped);
+    - ``"processes"``: the flag; after ``stop_grace``, its worker process is terminated
+      (SIGTERM); after another grace, killed (SIGKILL), even inside a C call;
+    - a ``concurrent.futures.Executor`` passed in (a ``ProcessPoolExecutor``…): only an attempt
+      that has not started is stopped (its heartbeat cannot reach the executor); one that has
+      runs to its end and its result is dropped;
+    - Dask: the flag (the loser's key is cancelled, and ``heartbeat()`` raises in its worker).
+    """
     current = getattr(_local, "attempt", None)
     return None if current is None else current.context()
 

@@ -6,8 +6,8 @@ The executor is a front over three parts, each with one job:
                  ▲  │ take / settle / lose                  ▲ inbox, heartbeats
                  │  ▼                                       │
               engine (_engines/): runs attempts         Scheduler (_scheduler.py): one thread
-              threads │ any Executor │ Dask              that owns the Detector, checks every
-                                                         ``interval`` and queues copies
+              threads │ processes │            that owns the Detector, checks every
+              any Executor │ Dask                    ``interval`` and queues copies
 
 - ``submit`` records the task in the ledger, which queues its first attempt, and wakes the
   engine. The engine takes attempts from the ledger and reports their ends; the ledger settles
@@ -55,7 +55,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     decides.
 
     ``executor`` (the engine): None or ``"threads"`` — a private pool of ``max_workers``
-    threads; any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``…; a
+    threads; ``"processes"`` — ``max_workers`` worker processes of our own (spawn; a
+    ``multiprocessing`` context instead of the name chooses another start method), each killable
+    on its own; any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``…; a
     ``ThreadPoolExecutor`` passed in runs the attempts in its own threads and is left running);
     or a ``distributed.Client`` (or its ``get_executor()``): attempts then run on the Dask
     cluster, a node is a worker and the slots are the workers' threads (``max_workers`` does
@@ -73,7 +75,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     task. An attempt is stopped by a ladder: ``heartbeat()`` raises ``AttemptCancelled`` at
     once; on the thread engine, after ``stop_grace`` seconds the exception is raised in its
     thread (at its next Python bytecode: a blocking C call delays it), and after another
-    ``stop_grace`` a thread still running is abandoned, its slot given to a new thread.
+    ``stop_grace`` a thread still running is abandoned, its slot given to a new thread; on the
+    process engine its worker is terminated after ``stop_grace``, killed after another, and
+    replaced (see ``current_attempt()`` for every engine).
     ``clock`` (default ``time.monotonic``) is injectable for tests.
     """
 
@@ -257,6 +261,9 @@ def _finish_at_exit() -> None:
 
 
 threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
+# A forked child (a worker of the process engine, or any fork) owns none of these executors:
+# at its exit it must not wait for their work, which runs in the parent.
+os.register_at_fork(after_in_child=_live_ledgers.clear)
 
 
 def _close_ledger(ledger: Ledger) -> None:

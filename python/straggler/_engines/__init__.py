@@ -32,6 +32,7 @@ Adding an engine is one module with a subclass of ``EngineBase`` and one line in
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing.context
 import os
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
@@ -102,7 +103,8 @@ class EngineBase:
 
 def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
     """The engine for ``SpeculativeExecutor(engine, max_workers=…)``: None or "threads" (a
-    private thread pool), a ``distributed.Client`` (or its ``get_executor()``), or any
+    private thread pool), "processes" or a ``multiprocessing`` context (worker processes of our
+    own, started the context's way), a ``distributed.Client`` (or its ``get_executor()``), or any
     ``concurrent.futures.Executor``. Raises TypeError / ValueError naming the argument."""
     from straggler._checks import integer
 
@@ -113,8 +115,14 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         slots = max_workers if max_workers is not None else min(32, (os.cpu_count() or 1) + 4)
         return ThreadEngine(slots)
+    if (isinstance(engine, str) and engine == "processes") or isinstance(engine, multiprocessing.context.BaseContext):
+        # A multiprocessing context chooses the workers' start method ("spawn" by default).
+        from straggler._engines.processes import ProcessEngine
+
+        slots = max_workers if max_workers is not None else os.cpu_count() or 1
+        return ProcessEngine(slots, None if isinstance(engine, str) else engine)
     if isinstance(engine, str):
-        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads'")
+        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads', 'processes'")
     from straggler._engines.dask import client_of
 
     dask_client = client_of(engine)
@@ -136,5 +144,6 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         return PoolEngine(engine, max_workers)
     raise TypeError(
-        f"executor must be 'threads', a concurrent.futures.Executor, a distributed.Client or None, got {engine!r}"
+        "executor must be 'threads', 'processes', a multiprocessing context, a concurrent.futures.Executor, "
+        f"a distributed.Client or None, got {engine!r}"
     )

@@ -119,8 +119,11 @@ class RunnerEngine(EngineBase):
                         break
                     follow_up = ledger.settle_locked(*ended)
                     ended = None
-                taken = ledger.take_locked(attempt_type)
-                if taken is None and follow_up is None:
+                # Make ready (start a worker process…) before taking an attempt, so that the
+                # attempt's clock does not run while it waits for a place to run.
+                prepare = bool(ledger.ready) and not self.runner_ready()
+                taken = None if prepare else ledger.take_locked(attempt_type)
+                if taken is None and follow_up is None and not prepare:
                     self.runners -= 1
                     ledger.busy -= 1
                     ledger.changed.notify_all()
@@ -133,11 +136,21 @@ class RunnerEngine(EngineBase):
                     fn, args, kwargs = task.fn, task.args, task.kwargs
             if follow_up is not None:
                 ledger.finish_up(follow_up)
+            if prepare:
+                self.make_ready()
             if taken is not None:
                 ended = (attempt, *self._attempt(attempt, task, fn, args, kwargs))
         if left_behind is not None:
             shutil.rmtree(left_behind, ignore_errors=True)
         serving(None)
+
+    def runner_ready(self) -> bool:
+        """Under the ledger's lock: whether this runner can start an attempt at once."""
+        return True
+
+    def make_ready(self) -> None:
+        """Without the lock: get this runner ready (never raises; if it cannot, the next
+        attempt fails with the reason)."""
 
     def _attempt(self, attempt: Attempt, task: Task, fn: Callable[..., Any], args: tuple, kwargs: dict
                  ) -> tuple[Any, Optional[BaseException]]:
