@@ -225,3 +225,19 @@ def test_a_non_callable_is_refused():
             ex.submit(42)
         with pytest.raises(TypeError, match="fn"):
             sg.options(42)
+
+
+def test_heartbeat_accepts_numpy_scalars_like_the_detector_does():
+    import numpy as np
+
+    def beats() -> int:
+        sg.heartbeat(progress=np.float32(0.5), records=np.int64(7))
+        sg.heartbeat(progress=np.float16(0.75))
+        sg.heartbeat(progress=np.int64(1), records=np.uint8(9))
+        return 1
+
+    with sg.SpeculativeExecutor(max_workers=1, policy=None) as ex:
+        assert ex.submit(beats).result(timeout=30) == 1
+    assert ex.stats().failures == 0
+    with pytest.raises(TypeError, match="progress"):
+        sg.heartbeat(progress=np.bool_(True))

@@ -19,11 +19,11 @@ speculation), which ``Detector(policy=None)`` and ``SpeculativeExecutor(policy=N
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar, Optional
 
+from straggler._checks import flag, integer, is_bool, real
 from straggler._units import parse_duration
 
 __all__ = ["SparkPolicy", "FlinkPolicy", "SmallpondPolicy", "LatePolicy", "MantriPolicy"]
@@ -32,38 +32,11 @@ __all__ = ["SparkPolicy", "FlinkPolicy", "SmallpondPolicy", "LatePolicy", "Mantr
 # --- validation -------------------------------------------------------------------------------
 
 
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
-
-
-def _real(name: str, value: object, *, low: float, high: float = math.inf,
-          low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
-    """``value`` as a float in the interval from ``low`` to ``high`` (open ends as told)."""
-    if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if math.isnan(number) or (math.isinf(number) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    too_low = number <= low if low_open else number < low
-    too_high = number >= high if high_open else number > high
-    if too_low or too_high:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return number
-
-
-def _integer(name: str, value: object, *, low: int) -> int:
-    if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def _flag(name: str, value: object) -> bool:
-    if not _is_bool(value):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
+# One set of checks for every entry point (_checks): the policies' own names for them.
+_is_bool = is_bool
+_real = real
+_integer = integer
+_flag = flag
 
 
 def _store(policy: object, name: str, value: object) -> None:
