@@ -156,3 +156,26 @@ def test_tasks_that_end_without_a_result_do_not_switch_speculation_off(ending):
         values = [f.result(timeout=60) for f in work]
     assert values[0] == (0, 1)  # the copy of the straggler won
     assert ex.stats().speculative_wins == 1
+
+
+def test_a_declared_stage_is_removed_from_the_detector_once_all_its_tasks_settled():
+    with sg.SpeculativeExecutor(max_workers=2, policy=sg.LatePolicy(interval=0.01)) as ex:
+        for s in range(50):
+            fn = sg.options(abs, stage=f"s{s}", num_tasks=4)
+            assert [f.result(timeout=30) for f in [ex.submit(fn, -i) for i in range(4)]] == [0, 1, 2, 3]
+        open_ended = [ex.submit(sg.options(abs, stage="open"), -i) for i in range(3)]
+        [f.result(timeout=30) for f in open_ended]
+    feed = ex._scheduler.feed
+    # Every declared stage is gone from the Detector; the open-ended one stays (it may grow).
+    assert set(feed.stages) == {"open"} and feed.stage_left == {}
+    assert ex.stats().tasks == 203
+
+
+def test_a_declared_stage_refuses_a_task_past_its_size():
+    with sg.SpeculativeExecutor(max_workers=1, policy=None) as ex:
+        fn = sg.options(abs, stage="map", num_tasks=2)
+        ex.submit(fn, 1)
+        ex.submit(fn, 2)
+        with pytest.raises(ValueError, match="num_tasks"):
+            ex.submit(fn, 3)
+    assert ex.stats().tasks == 2

@@ -146,6 +146,7 @@ class Ledger:
         self.closed = False
         self.n_tasks = 0
         self.stages: dict[str, Optional[int]] = {}       # name -> num_tasks
+        self.stage_tasks: dict[str, int] = {}            # name -> tasks submitted to it
         self.outputs: set[str] = set()                   # outputs of tasks not settled yet
         self.ready: collections.deque[Queued] = collections.deque()
         self.pending = 0          # first attempts and retries in the ready queue
@@ -179,11 +180,16 @@ class Ledger:
         known = self.stages.get(stage, _UNSET)
         if known is not _UNSET and num_tasks is not None and known != num_tasks:
             raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}")
+        size = num_tasks if known is _UNSET or known is None else known
+        submitted = self.stage_tasks.get(stage, 0)
+        if size is not None and submitted >= size:
+            raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={size!r} and has them all")
         output = task.output
         if output is not None:
             self._reserve_output_locked(output)
         if known is _UNSET:
             self.stages[stage] = num_tasks
+        self.stage_tasks[stage] = submitted + 1
         task.id = self.n_tasks
         self.n_tasks += 1
         self.inbox.extend((TASK, task))

@@ -39,6 +39,7 @@ class Scheduler:
         self.policy = policy
         self.interval = interval
         self.blocklist = blocklist
+        self.feed: Optional[_DetectorFeed] = None
         self.thread = threading.Thread(target=self._loop, name="straggler-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -49,7 +50,7 @@ class Scheduler:
 
         # policy=None still feeds a Detector (one that never speculates): the baseline pays
         # for the same machinery as the speculative runs it is compared with.
-        feed = _DetectorFeed(Detector(policy=self.policy))
+        feed = self.feed = _DetectorFeed(Detector(policy=self.policy))
         ledger = self.ledger
         while True:
             with ledger.changed:
@@ -204,6 +205,7 @@ class _DetectorFeed:
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.stages: dict[str, int] = {}
+        self.stage_left: dict[str, int] = {}    # declared stage -> its tasks not yet settled
         self.tasks: dict[int, Task] = {}        # Detector task id -> a task not yet done
         self.running: dict[int, Attempt] = {}   # Detector attempt id -> attempt
         # Tasks that ended without a result, to take out of their stage's size once the
@@ -285,7 +287,7 @@ class _DetectorFeed:
             # Tasks that ended without an attempt ending (cancelled before they started) are
             # forgotten in sweeps, at a cost spread over the tasks that came since the last.
             for det_id in [d for d, t in tasks.items() if t.done and not t.running]:
-                del tasks[det_id]
+                self._forget(tasks.pop(det_id))
 
     def _drop(self) -> None:
         """Take the tasks that ended without a result out of their stages' sizes (else Spark's
@@ -353,7 +355,25 @@ class _DetectorFeed:
         for attempt in ends:
             task = attempt.task
             if task.done and not task.running:
-                self.tasks.pop(task.det_id, None)
+                if self.tasks.pop(task.det_id, None) is not None:
+                    self._forget(task)
+
+    def _forget(self, task: Task) -> None:
+        """A task is settled for good. Once every task of a stage declared with ``num_tasks``
+        is, the Detector forgets the stage (``remove_stage``: its statistics' memory is
+        released and ``check`` never looks at it again)."""
+        left = self.stage_left.get(task.stage)
+        if left is None:
+            return
+        if left > 1:
+            self.stage_left[task.stage] = left - 1
+            return
+        del self.stage_left[task.stage]
+        stage = self.stages.pop(task.stage)
+        try:
+            self.detector.remove_stage(stage)
+        except (KeyError, ValueError):
+            logger.debug("straggler: stage %r could not be removed", task.stage, exc_info=True)
 
     def _task_key(self, task: Task) -> tuple:
         stage = self.stages.get(task.stage)
@@ -362,6 +382,8 @@ class _DetectorFeed:
             num_tasks = task_options.num_tasks if task_options is not None else None
             stage = self.detector.add_stage(num_tasks=num_tasks, name=task.stage)
             self.stages[task.stage] = stage
+            if num_tasks is not None:
+                self.stage_left[task.stage] = num_tasks
         if task_options is None:
             return (stage, None, True)
         return (stage, task_options.input_bytes, task_options.speculatable)
