@@ -80,31 +80,29 @@ def test_heartbeat_timeout_stops_an_attempt_that_went_silent():
     assert ex.stats().timeouts == 1
 
 
+def original_spins_copy_works(i: int) -> int:
+    attempt = sg.current_attempt()
+    if attempt.attempt == 0:
+        while True:
+            pass
+    for _ in range(70):  # 0.7 s: still running when the original's 1 s limit passes
+        time.sleep(0.01)
+        sg.heartbeat()
+    return attempt.attempt
+
+
 def test_a_running_copy_is_not_killed_because_the_original_timed_out():
-    release = threading.Event()
-
-    def original_spins_copy_waits(i: int) -> int:
-        attempt = sg.current_attempt()
-        if attempt.attempt == 0:
-            while True:
-                pass
-        assert release.wait(30)
-        return attempt.attempt
-
-    # Spark copies the spinning original at ~0.2 s; the original times out at 1 s while the
-    # copy still runs; the copy must finish and win.
-    policy = sg.SparkPolicy(quantile=0.5, min_runtime=0.1, interval=0.02)
+    # Spark copies the spinning original at ~0.4 s; the original times out at 1 s while the
+    # copy runs (its own limit is 1 s from its own start); the copy must finish and win.
+    policy = sg.SparkPolicy(quantile=0.5, min_runtime=0.4, interval=0.02)
     with sg.SpeculativeExecutor(max_workers=4, policy=policy, interval=0.02, stop_grace=0.1) as ex:
-        quick = [ex.submit(abs, -i) for i in range(3)]
-        [f.result(timeout=30) for f in quick]
-        f = ex.submit(sg.options(original_spins_copy_waits, timeout=1.0), 0)
-        deadline = time.monotonic() + 30
-        while ex.stats().timeouts == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        release.set()
-        assert f.result(timeout=30) >= 1
+        [f.result(timeout=30) for f in [ex.submit(abs, -i) for i in range(3)]]
+        f = ex.submit(sg.options(original_spins_copy_works, timeout=1.0), 0)
+        assert f.result(timeout=30) == 1
     stats = ex.stats()
-    assert stats.timeouts == 1 and stats.speculative_wins == 1
+    assert stats.timeouts == 1 and stats.failures == 1 and stats.speculative_wins == 1
+    ends = {e.attempt: e.kind for e in ex.events() if e.task == 3 and e.kind != "start"}
+    assert ends[0] == "fail" and ends[1] == "finish"  # the copy ran on past the original's timeout
 
 
 def test_losers_that_never_heartbeat_are_stopped_by_the_ladder():
