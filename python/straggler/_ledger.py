@@ -76,9 +76,13 @@ class Attempt:
 
     __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "detector_id",
                  "beat_sent", "cancelled", "beat", "clock", "staging", "timed_out", "restarted", "_context",
-                 "__weakref__")
+                 "why", "__weakref__")
 
     node = 0  # engines without nodes to choose run everything on node 0
+    # The policy's decision behind a copy or a restart, (elapsed, threshold): set by
+    # ``take_locked`` on those attempts only (never assigned otherwise, so the per-task path
+    # pays nothing); read it with ``getattr(attempt, "why", None)``.
+    why: tuple[float, float]
 
     def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
         self.task = task
@@ -109,12 +113,14 @@ class Attempt:
 
 
 class Queued(NamedTuple):
-    """One attempt in the ready queue; ``node`` is where the planner wants it (-1: anywhere)."""
+    """One attempt in the ready queue; ``node`` is where the planner wants it (-1: anywhere);
+    ``why`` the policy's (elapsed, threshold) for a copy or a restart it asked for."""
 
     task: Task
     number: int
     speculative: bool
     node: int = -1
+    why: Optional[tuple[float, float]] = None
 
 
 class FollowUp(NamedTuple):
@@ -210,8 +216,8 @@ class Ledger:
     # --- the ready queue --------------------------------------------------------------------
 
     def queue_locked(self, task: Task, number: int, *, speculative: bool, front: bool = False,
-                     node: int = -1) -> None:
-        entry = Queued(task, number, speculative, node)
+                     node: int = -1, why: Optional[tuple[float, float]] = None) -> None:
+        entry = Queued(task, number, speculative, node, why)
         if front:
             self.ready.appendleft(entry)
         else:
@@ -274,6 +280,9 @@ class Ledger:
             # A copy started after its original ended (it failed meanwhile) is a plain retry.
             speculative = entry.speculative and bool(task.running)
             attempt = factory(task, entry.number, speculative, self.clock)
+            why = entry.why
+            if why is not None:
+                attempt.why = why
             task.running.append(attempt)
             self.active += 1
             if speculative:
@@ -302,6 +311,9 @@ class Ledger:
         task = attempt.task
         rerun = factory(task, attempt.number, attempt.speculative, self.clock)
         rerun.cancelled = attempt.cancelled
+        why = getattr(attempt, "why", None)
+        if why is not None:
+            rerun.why = why
         # The lost run was last seen alive at its last heartbeat (the rerun starts only once the
         # engine noticed the death): that is the time it wasted.
         beat = attempt.beat
@@ -453,7 +465,7 @@ class Ledger:
             return None
         return FollowUp(attempt.staging, resolve, None, error)
 
-    def restart_locked(self, attempt: Attempt, node: int = -1) -> int:
+    def restart_locked(self, attempt: Attempt, node: int = -1, why: Optional[tuple[float, float]] = None) -> int:
         """Kill-and-restart (Mantri): stop ``attempt`` (a kill, not a failure) and queue a new
         attempt of its task first in line; returns the new attempt's number, or -1 if the
         attempt already ended or is being stopped."""
@@ -463,7 +475,7 @@ class Ledger:
         attempt.restarted = True
         attempt.cancelled = True
         number = self.next_number_locked(task)
-        self.queue_locked(task, number, speculative=False, front=True, node=node)
+        self.queue_locked(task, number, speculative=False, front=True, node=node, why=why)
         try:
             self.stop_attempt(attempt)
         except Exception:  # pragma: no cover - the engine's hook must not break the scheduler
@@ -584,15 +596,34 @@ class Ledger:
 
 
 def _events(log: list) -> Iterator[AttemptEvent]:
+    """The log's (kind, attempt) pairs as records (START and END entries; others skipped).
+
+    An attempt's fields read here are set before its entry is logged and never change after,
+    so this may run without the lock on entries taken under it."""
     entries = iter(log)
     for kind, attempt in zip(entries, entries):
         task = attempt.task
         if kind == START:
-            yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
-                               attempt.speculative)
-        else:
-            yield AttemptEvent(attempt.outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
-                               attempt.speculative)
+            why = getattr(attempt, "why", None)
+            if why is None:
+                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative)
+            else:
+                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, why[0], why[1],
+                                   None if attempt.speculative else "restart")
+        elif kind == END:
+            outcome = attempt.outcome
+            timed_out = attempt.timed_out
+            if outcome == "fail" and timed_out is not None:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, reason=timed_out.limit, limit=timed_out.seconds)
+            elif outcome == "kill" and attempt.restarted:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, reason="restart")
+            else:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative)
 
 
 _UNSET: Any = object()

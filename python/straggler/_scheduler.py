@@ -177,13 +177,14 @@ class Scheduler:
                     victim = feed.running.get(order.copied_attempt)
                     if victim is None or victim.task is not task:
                         continue
-                    number = ledger.restart_locked(victim, node)
+                    number = ledger.restart_locked(victim, node, (float(order.elapsed), float(order.threshold)))
                     if number < 0:
                         continue
                 else:
                     number = ledger.next_number_locked(task)
                     # A copy the plan ranks ahead of pending originals goes first in line.
-                    ledger.queue_locked(task, number, speculative=True, node=node, front=order.priority)
+                    ledger.queue_locked(task, number, speculative=True, node=node, front=order.priority,
+                                        why=(float(order.elapsed), float(order.threshold)))
                 started.append((task, number, order))
         for task, number, order in started:
             logger.info(
