@@ -223,7 +223,7 @@ def chrome_trace(events: Iterable[AttemptEvent]) -> dict[str, Any]:
     spans.extend((start, None) for start in open_.values())
 
     trace: list[dict[str, Any]] = []
-    slices: list[tuple[int, int, int, Optional[AttemptEvent], Optional[AttemptEvent]]] = []
+    slices: list[tuple[int, int, int, AttemptEvent, Optional[AttemptEvent]]] = []
     for start, end in spans:
         if start is None:
             assert end is not None
@@ -292,7 +292,7 @@ def _decision(copy: AttemptEvent, begin: int, lane: int, attempts: Any, us: Any)
     assert copy.elapsed is not None
     where = (copy.time, copy.node, lane, None)
     best = -math.inf
-    for other_begin, other_lane, other, other_end in attempts:
+    for _begin, other_lane, other, other_end in attempts:
         if other is copy or other.time > copy.time:
             continue
         decided = other.time + copy.elapsed
