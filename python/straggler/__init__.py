@@ -15,6 +15,7 @@ from straggler._context import (
     options,
 )
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
+from straggler._export import read_events, write_events
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler.executor import SpeculativeExecutor
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
@@ -45,5 +46,7 @@ __all__ = [
     "heartbeat",
     "options",
     "plot_timeline",
+    "read_events",
     "simulate",
+    "write_events",
 ]

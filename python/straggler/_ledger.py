@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 from straggler._context import AttemptContext, AttemptTimeout, TaskOptions
 from straggler._records import AttemptEvent, ExecutorStats
 
-__all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "Task", "STAGING_MARK"]
+__all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "StageCounts", "Task", "STAGING_MARK"]
 
 # The inbox's and the event log's entry kinds (each entry is a kind followed by its object:
 # a flat list, no tuple per entry, so the garbage collector has fewer objects to scan).
@@ -46,7 +46,7 @@ STAGING_MARK = "straggler"
 class Task:
     __slots__ = (
         "id", "fn", "args", "kwargs", "future", "stage", "options", "output", "done", "failures",
-        "lost", "running", "queued", "next_attempt", "det_id", "det_won", "claimed",
+        "lost", "running", "queued", "next_attempt", "det_id", "det_won", "claimed", "counts",
     )
 
     def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, stage: str,
@@ -68,6 +68,7 @@ class Task:
         self.det_id = -1              # the Detector's id, set by the scheduler thread
         self.det_won = False          # the Detector was told of its win (scheduler thread only)
         self.claimed = False          # its Future was moved to RUNNING
+        self.counts: StageCounts      # its stage's counters, set by ``add_task_locked``
 
 
 class Attempt:
@@ -76,9 +77,13 @@ class Attempt:
 
     __slots__ = ("task", "number", "speculative", "start", "end", "outcome", "detector_id",
                  "beat_sent", "cancelled", "beat", "clock", "staging", "timed_out", "restarted", "_context",
-                 "__weakref__")
+                 "why", "__weakref__")
 
     node = 0  # engines without nodes to choose run everything on node 0
+    # The policy's decision behind a copy or a restart, (elapsed, threshold): set by
+    # ``take_locked`` on those attempts only (never assigned otherwise, so the per-task path
+    # pays nothing); read it with ``getattr(attempt, "why", None)``.
+    why: tuple[float, float]
 
     def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
         self.task = task
@@ -108,13 +113,33 @@ class Attempt:
         return self._context
 
 
+class StageCounts:
+    """One stage's share of the executor's counters (``ExecutorStats``'s, per stage)."""
+
+    __slots__ = ("tasks", "attempts", "speculative", "wins", "failures", "killed", "lost", "timeouts",
+                 "abandoned", "wasted")
+
+    def __init__(self) -> None:
+        self.tasks = self.attempts = self.speculative = self.wins = self.failures = 0
+        self.killed = self.lost = self.timeouts = self.abandoned = 0
+        self.wasted = 0.0
+
+    def stats(self) -> ExecutorStats:
+        return ExecutorStats(tasks=self.tasks, attempts=self.attempts, speculative=self.speculative,
+                             speculative_wins=self.wins, failures=self.failures, killed=self.killed,
+                             wasted_seconds=self.wasted, lost=self.lost, timeouts=self.timeouts,
+                             abandoned=self.abandoned)
+
+
 class Queued(NamedTuple):
-    """One attempt in the ready queue; ``node`` is where the planner wants it (-1: anywhere)."""
+    """One attempt in the ready queue; ``node`` is where the planner wants it (-1: anywhere);
+    ``why`` the policy's (elapsed, threshold) for a copy or a restart it asked for."""
 
     task: Task
     number: int
     speculative: bool
     node: int = -1
+    why: Optional[tuple[float, float]] = None
 
 
 class FollowUp(NamedTuple):
@@ -147,6 +172,7 @@ class Ledger:
         self.n_tasks = 0
         self.stages: dict[str, Optional[int]] = {}       # name -> num_tasks
         self.stage_tasks: dict[str, int] = {}            # name -> tasks submitted to it
+        self.stage_counts: dict[str, StageCounts] = {}   # name -> its counters, in first-seen order
         self.outputs: set[str] = set()                   # outputs of tasks not settled yet
         self.ready: collections.deque[Queued] = collections.deque()
         self.pending = 0          # first attempts and retries in the ready queue
@@ -189,9 +215,12 @@ class Ledger:
             self._reserve_output_locked(output)
         if known is _UNSET:
             self.stages[stage] = num_tasks
+            self.stage_counts[stage] = StageCounts()
         self.stage_tasks[stage] = submitted + 1
         task.id = self.n_tasks
         self.n_tasks += 1
+        counts = task.counts = self.stage_counts[stage]
+        counts.tasks += 1
         self.inbox.extend((TASK, task))
         # queue_locked(Queued(task, 0, False)), inlined: this is the per-task path.
         self.ready.append(Queued(task, 0, False))
@@ -216,8 +245,8 @@ class Ledger:
     # --- the ready queue --------------------------------------------------------------------
 
     def queue_locked(self, task: Task, number: int, *, speculative: bool, front: bool = False,
-                     node: int = -1) -> None:
-        entry = Queued(task, number, speculative, node)
+                     node: int = -1, why: Optional[tuple[float, float]] = None) -> None:
+        entry = Queued(task, number, speculative, node, why)
         if front:
             self.ready.appendleft(entry)
         else:
@@ -280,6 +309,9 @@ class Ledger:
             # A copy started after its original ended (it failed meanwhile) is a plain retry.
             speculative = entry.speculative and bool(task.running)
             attempt = factory(task, entry.number, speculative, self.clock)
+            why = entry.why
+            if why is not None:
+                attempt.why = why
             task.running.append(attempt)
             self.active += 1
             if speculative:
@@ -294,6 +326,9 @@ class Ledger:
         Only started attempts count in ``stats()`` and appear in the events."""
         self.n_attempts += 1
         self.n_speculative += attempt.speculative
+        counts = attempt.task.counts
+        counts.attempts += 1
+        counts.speculative += attempt.speculative
         self.inbox.extend((START, attempt))
         self.log.extend((START, attempt))
 
@@ -308,11 +343,15 @@ class Ledger:
         task = attempt.task
         rerun = factory(task, attempt.number, attempt.speculative, self.clock)
         rerun.cancelled = attempt.cancelled
+        why = getattr(attempt, "why", None)
+        if why is not None:
+            rerun.why = why
         # The lost run was last seen alive at its last heartbeat (the rerun starts only once the
         # engine noticed the death): that is the time it wasted.
         beat = attempt.beat
         self._end_locked(attempt, beat[0] if beat is not None else at, "lost")
         self.n_lost += 1
+        task.counts.lost += 1
         task.running[task.running.index(attempt)] = rerun
         return rerun
 
@@ -321,7 +360,9 @@ class Ledger:
         attempt.end = max(at, attempt.start, beat[0] if beat is not None else attempt.start)
         attempt.outcome = outcome
         if outcome != "finish":
-            self.wasted += attempt.end - attempt.start
+            wasted = attempt.end - attempt.start
+            self.wasted += wasted
+            attempt.task.counts.wasted += wasted
         self.inbox.extend((END, attempt))
         self.log.extend((END, attempt))
 
@@ -394,6 +435,7 @@ class Ledger:
             error = attempt.timed_out
             value = None
             self.n_timeouts += 1
+            task.counts.timeouts += 1
         if task.done or (attempt.restarted and error is not None):
             # Lost the race (or its task was cancelled), or stopped to be restarted (its new
             # attempt is already queued): a kill, never a failure.
@@ -409,6 +451,7 @@ class Ledger:
                 outcome = "finish"
                 task.done = True
                 self.n_wins += attempt.speculative
+                task.counts.wins += attempt.speculative
                 self.outputs.discard(task.output)
                 if task.running:
                     self.stop_others_locked(task, attempt)
@@ -417,6 +460,7 @@ class Ledger:
             outcome = "fail"
             task.failures += 1
             self.n_failures += 1
+            task.counts.failures += 1
             if task.failures >= self.max_failures:
                 task.done = True
                 self._release_output_locked(task)
@@ -426,6 +470,7 @@ class Ledger:
                 self.queue_locked(task, self.next_number_locked(task), speculative=False, front=True)
         if outcome == "kill":
             self.n_killed += 1
+            task.counts.killed += 1
         self._end_locked(attempt, self.clock() if end is None else end, outcome)
         if resolve is not None and outcome == "fail":
             self.inbox.extend((DROP, task))  # failed for good: it leaves its stage's size
@@ -443,6 +488,7 @@ class Ledger:
         task = attempt.task
         self._detach_locked(attempt)
         self.n_lost += 1
+        task.counts.lost += 1
         self._end_locked(attempt, self.clock() if end is None else end, "lost")
         resolve = None
         if not task.done:
@@ -459,7 +505,7 @@ class Ledger:
             return None
         return FollowUp(attempt.staging, resolve, None, error)
 
-    def restart_locked(self, attempt: Attempt, node: int = -1) -> int:
+    def restart_locked(self, attempt: Attempt, node: int = -1, why: Optional[tuple[float, float]] = None) -> int:
         """Kill-and-restart (Mantri): stop ``attempt`` (a kill, not a failure) and queue a new
         attempt of its task first in line; returns the new attempt's number, or -1 if the
         attempt already ended or is being stopped."""
@@ -469,7 +515,7 @@ class Ledger:
         attempt.restarted = True
         attempt.cancelled = True
         number = self.next_number_locked(task)
-        self.queue_locked(task, number, speculative=False, front=True, node=node)
+        self.queue_locked(task, number, speculative=False, front=True, node=node, why=why)
         try:
             self.stop_attempt(attempt)
         except Exception:  # pragma: no cover - the engine's hook must not break the scheduler
@@ -510,6 +556,7 @@ class Ledger:
         """The engine gave up stopping an attempt (its thread would not stop): settle it now,
         as the stop meant it (a kill, or a timeout failure); its late result is never read."""
         self.n_abandoned += 1
+        attempt.task.counts.abandoned += 1
         error = attempt.timed_out or _Abandoned(f"task {attempt.task.id}: attempt {attempt.number} would not stop")
         return self.settle_locked(attempt, None, error)
 
@@ -583,22 +630,46 @@ class Ledger:
             abandoned=self.n_abandoned,
         )
 
+    def stage_stats_locked(self) -> dict[str, ExecutorStats]:
+        return {stage: counts.stats() for stage, counts in self.stage_counts.items()}
+
     def events(self) -> list[AttemptEvent]:
         with self.lock:
             log = list(self.log)
-        return list(_events(log))
+        return list(event_records(log))
 
 
-def _events(log: list) -> Iterator[AttemptEvent]:
+def event_records(log: list) -> Iterator[AttemptEvent]:
+    """The log's (kind, attempt) pairs as records (START and END entries; others skipped).
+
+    An attempt's fields read here are set before its entry is logged and never change after,
+    so this may run without the lock on entries taken under it."""
     entries = iter(log)
     for kind, attempt in zip(entries, entries):
+        if kind != START and kind != END:
+            continue  # the inbox's registrations and drops
         task = attempt.task
         if kind == START:
-            yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
-                               attempt.speculative)
+            why = getattr(attempt, "why", None)
+            if why is None:
+                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative)
+            else:
+                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, why[0], why[1],
+                                   None if attempt.speculative else "restart")
         else:
-            yield AttemptEvent(attempt.outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
-                               attempt.speculative)
+            outcome = attempt.outcome
+            timed_out = attempt.timed_out
+            if outcome == "fail" and timed_out is not None:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, reason=timed_out.limit, limit=timed_out.seconds)
+            elif outcome == "kill" and attempt.restarted:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative, reason="restart")
+            else:
+                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
+                                   attempt.speculative)
 
 
 _UNSET: Any = object()

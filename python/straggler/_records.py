@@ -8,7 +8,7 @@ simulator, a replayed log) and every consumer (the timeline, an exporter) agree 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Optional, get_args
 
 __all__ = ["AttemptEvent", "ExecutorStats", "Outcome", "EventKind", "OUTCOMES", "EVENT_KINDS"]
 
@@ -61,6 +61,14 @@ class AttemptEvent:
     was done: stopped, or its result discarded) or "lost" (the engine lost it: its worker died).
     ``time`` is on the executor's clock (``time.monotonic`` unless one was injected), or the
     simulation's virtual time.
+
+    What the policy decided, on the start of an attempt it asked for (a speculative copy, or
+    the new attempt of a kill-and-restart): ``elapsed``, how long the attempt it copied had run
+    when the check flagged it, and ``threshold``, the time past which the policy flags (None
+    on every other event). ``reason`` says why an attempt started or ended when that is not
+    plain: "restart" (the start of a kill-and-restart's new attempt, and the kill of the
+    attempt it replaced), "timeout" or "heartbeat_timeout" (a failure: stopped for running
+    past ``limit`` seconds, or silent for ``limit`` seconds).
     """
 
     kind: str
@@ -70,3 +78,7 @@ class AttemptEvent:
     stage: str
     node: int
     speculative: bool
+    elapsed: Optional[float] = None
+    threshold: Optional[float] = None
+    reason: Optional[str] = None
+    limit: Optional[float] = None

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from straggler._ledger import DROP, END, START, Attempt, Ledger, Task
+from straggler._ledger import DROP, END, START, Attempt, Ledger, Task, event_records
+from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, plan_copies
 
 if TYPE_CHECKING:
@@ -33,8 +34,9 @@ class Scheduler:
     """Owns the Detector; see the module's docstring."""
 
     def __init__(self, ledger: Ledger, engine: "Engine", policy: Any, interval: float,
-                 blocklist: NodeBlocklist) -> None:
+                 blocklist: NodeBlocklist, on_event: Optional[Callable[[AttemptEvent], Any]] = None) -> None:
         self.ledger = ledger
+        self.on_event = on_event
         self.engine = engine
         self.policy = policy
         self.interval = interval
@@ -78,6 +80,8 @@ class Scheduler:
                 feed.drain(inbox)
             except Exception:
                 logger.exception("straggler: the Detector refused a batch of events; continuing")
+            if self.on_event is not None:
+                self._deliver(inbox)
             if finished:
                 break
             if ledger.timeouts and feed.running:
@@ -94,6 +98,20 @@ class Scheduler:
             self.engine.close(wait=False)
         except Exception:
             logger.exception("straggler: closing the engine failed")
+
+    def _deliver(self, inbox: list) -> None:
+        """Hand the drained starts and ends to ``on_event``, in the order they happened, on
+        this thread and without the ledger's lock; whatever it raises is logged."""
+        on_event = self.on_event
+        assert on_event is not None
+        try:
+            for event in event_records(inbox):
+                try:
+                    on_event(event)
+                except Exception:
+                    logger.exception("straggler: on_event raised on %r; continuing", event)
+        except Exception:  # pragma: no cover - reading the records must not stop the thread
+            logger.exception("straggler: could not read a batch of events for on_event")
 
     def _time_out(self, feed: "_DetectorFeed") -> None:
         """Stop the attempts that ran past their ``timeout`` or went silent for their
@@ -178,13 +196,14 @@ class Scheduler:
                     victim = feed.running.get(order.copied_attempt)
                     if victim is None or victim.task is not task:
                         continue
-                    number = ledger.restart_locked(victim, node)
+                    number = ledger.restart_locked(victim, node, (float(order.elapsed), float(order.threshold)))
                     if number < 0:
                         continue
                 else:
                     number = ledger.next_number_locked(task)
                     # A copy the plan ranks ahead of pending originals goes first in line.
-                    ledger.queue_locked(task, number, speculative=True, node=node, front=order.priority)
+                    ledger.queue_locked(task, number, speculative=True, node=node, front=order.priority,
+                                        why=(float(order.elapsed), float(order.threshold)))
                 started.append((task, number, order))
         for task, number, order in started:
             logger.info(

@@ -34,6 +34,7 @@ from straggler._checks import integer, real
 from straggler._context import TaskOptions, _WithOptions
 from straggler._engines import EngineBase, resolve
 from straggler._engines.runners import current_ledger
+from straggler._export import write_events
 from straggler._ledger import Ledger, Task
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler._scheduler import Scheduler
@@ -79,6 +80,16 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     process engine its worker is terminated after ``stop_grace``, killed after another, and
     replaced (see ``current_attempt()`` for every engine).
     ``clock`` (default ``time.monotonic``) is injectable for tests.
+
+    ``on_event`` (default None): a callable that receives each ``AttemptEvent`` (every start
+    and end, exactly the records ``events()`` returns, in the same order, none dropped by
+    ``max_events``). It runs in the scheduler thread ("straggler-scheduler"), never in a
+    task's thread and never under the executor's lock, in batches: once per ``interval`` the
+    scheduler hands over the events since the last batch, before it checks for stragglers (a
+    slow callback delays the checks; queue the events elsewhere for heavy work). What it
+    raises is logged (logger "straggler", with the traceback) and the next event is delivered
+    as if nothing happened. After ``shutdown(wait=True)`` returns every event was delivered.
+    It must not call ``shutdown(wait=True)`` itself.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         heartbeat_timeout: Optional[float] = None,
         stop_grace: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_event: Optional[Callable[[AttemptEvent], Any]] = None,
     ) -> None:
         if policy is not None and (isinstance(policy, type) or getattr(policy, "kind", None) not in _KINDS):
             raise TypeError(
@@ -116,6 +128,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         stop_grace = real("stop_grace", stop_grace, low=0.0, high=_LONGEST)
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable or None, got {on_event!r}")
         engine: EngineBase = resolve(executor, max_workers)  # validates executor and max_workers
 
         self._policy = policy
@@ -128,7 +142,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         blocklist = NodeBlocklist()
         engine.stop_grace = stop_grace
         engine.bind(ledger, blocklist, self._interval)
-        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist)
+        self._scheduler = Scheduler(ledger, engine, policy, self._interval, blocklist, on_event)
         self._scheduler.start()
         # Dropped without shutdown(): let the work finish, then the threads end (as
         # ThreadPoolExecutor does); nothing of ours keeps a reference to the front.
@@ -231,14 +245,36 @@ class SpeculativeExecutor(concurrent.futures.Executor):
 
     # --- introspection ---------------------------------------------------------------------
 
-    def stats(self) -> ExecutorStats:
+    def stats(self, stage: Optional[str] = None) -> ExecutorStats:
+        """The counts over the executor's life so far (see ``ExecutorStats``); with ``stage``,
+        those of that stage's tasks only (a stage no task was submitted to is a ``KeyError``).
+        The stages' counts add up to the executor's."""
         with self._ledger.lock:
-            return self._ledger.stats_locked()
+            if stage is None:
+                return self._ledger.stats_locked()
+            counts = self._ledger.stage_counts.get(stage) if isinstance(stage, str) else None
+            if counts is None:
+                if not isinstance(stage, str):
+                    raise TypeError(f"stage must be a str or None, got {stage!r}")
+                raise KeyError(f"stage: no task was submitted to stage {stage!r}")
+            return counts.stats()
+
+    def stage_stats(self) -> dict[str, ExecutorStats]:
+        """``stats(stage)`` of every stage, in the order the stages were first used (the
+        stage of tasks submitted without ``sg.options(stage=...)`` is "default")."""
+        with self._ledger.lock:
+            return self._ledger.stage_stats_locked()
 
     def events(self) -> list[AttemptEvent]:
         """The attempts' starts and ends, in the order they happened (the newest
         ``max_events`` of them)."""
         return self._ledger.events()
+
+    def write_events(self, path: "str | os.PathLike[str]", format: str = "jsonl") -> None:
+        """Write ``events()`` to ``path``: ``format="jsonl"``, straggler's versioned JSON-lines
+        log (``straggler.read_events`` reads it back), or ``"chrome"``, a trace Perfetto and
+        ``chrome://tracing`` open. See ``straggler.write_events``."""
+        write_events(self.events(), path, format)
 
     @property
     def policy(self) -> Any:

@@ -381,6 +381,8 @@ class _Simulation:
 
         self.pending: collections.deque[int] = collections.deque(range(tasks))
         self.restarts: collections.deque[int] = collections.deque()  # Mantri's, first in line
+        # A deferred restart's decision, (elapsed, threshold), for its start's record.
+        self.restart_why: dict[int, tuple[float, float]] = {}
         self.heap: list[tuple[float, int, int, bool]] = []
         self.seq = 0
         self.n_running = 0
@@ -405,7 +407,8 @@ class _Simulation:
 
     # --- attempts -----------------------------------------------------------------------------
 
-    def start(self, task: int, node: int, now: float, speculative: bool) -> None:
+    def start(self, task: int, node: int, now: float, speculative: bool, why: tuple = ()) -> None:
+        """Start an attempt; ``why``: the decision's (elapsed, threshold[, reason]) for the record."""
         slot = self.free_slots_of[node].pop()
         left = self.free_nodes[node] - 1
         if left:
@@ -441,9 +444,9 @@ class _Simulation:
             self.slot_duration[slot] = max(self.sizes[task] * self.speed[node], 1e-9)
         self.seq += 1
         heapq.heappush(self.heap, (now + duration, self.seq, attempt, ok))
-        self.log.append(("start", now, task, number, _STAGE, node, speculative))
+        self.log.append(("start", now, task, number, _STAGE, node, speculative, *why))
 
-    def end(self, attempt: int, now: float, outcome: str) -> None:
+    def end(self, attempt: int, now: float, outcome: str, reason: Optional[str] = None) -> None:
         """Free the attempt's slot and tell the Detector; ``outcome``: finish, fail or kill."""
         self.a_alive[attempt] = False
         node = self.a_node[attempt]
@@ -465,7 +468,11 @@ class _Simulation:
             self.useful += seconds
         else:
             self.wasted += seconds
-        self.log.append((outcome, now, task, self.a_number[attempt], _STAGE, node, speculative))
+        if reason is None:
+            self.log.append((outcome, now, task, self.a_number[attempt], _STAGE, node, speculative))
+        else:
+            self.log.append((outcome, now, task, self.a_number[attempt], _STAGE, node, speculative, None, None,
+                             reason))
 
     def settle(self, attempt: int, now: float, ok: bool) -> None:
         task = self.a_task[attempt]
@@ -508,7 +515,7 @@ class _Simulation:
             if node == -1 or node is None:
                 break
             self.restarts.popleft()
-            self.start(task, node, now, True)
+            self.start(task, node, now, True, self.restart_why.pop(task, ()))
         pending = self.pending
         if not pending or not self.free_nodes:
             return
@@ -561,13 +568,17 @@ class _Simulation:
             if order.restart:
                 # Mantri's kill-and-restart: the attempt stops now (its time wasted); the new
                 # one starts on the node the plan chose, or waits first in line for a slot.
-                self.end(order.copied_attempt, now, "kill")
+                self.end(order.copied_attempt, now, "kill", "restart")
                 self.n_killed += 1
+                why: tuple = (order.elapsed, order.threshold, "restart")
                 if order.node is None:
                     self.restarts.append(order.task)
+                    self.restart_why[order.task] = why
                     continue
+            else:
+                why = (order.elapsed, order.threshold)
             assert order.node is not None  # placed on one of free_nodes
-            self.start(order.task, order.node, now, True)
+            self.start(order.task, order.node, now, True, why)
         self.dispatch(now)
         return bool(plan.copies)
 
