@@ -147,7 +147,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # Dropped without shutdown(): let the work finish, then the threads end (as
         # ThreadPoolExecutor does); nothing of ours keeps a reference to the front.
         self._finalizer = weakref.finalize(self, _close_ledger, ledger)
-        _live_ledgers.add(ledger)
+        _live_schedulers.add(self._scheduler)
 
     # --- the concurrent.futures.Executor API -----------------------------------------------
 
@@ -287,19 +287,27 @@ class SpeculativeExecutor(concurrent.futures.Executor):
 
 # At interpreter exit, the work already submitted is finished first, as ThreadPoolExecutor does
 # (our runner threads are daemons, so that an abandoned one never blocks the exit).
-_live_ledgers: "weakref.WeakSet[Ledger]" = weakref.WeakSet()
+_live_schedulers: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
 
 
 def _finish_at_exit() -> None:
-    for ledger in list(_live_ledgers):
+    # Before multiprocessing's own exit hook: our engines' threads that end and join worker
+    # processes must be done by then, or two threads would reap one process.
+    for scheduler in list(_live_schedulers):
+        ledger = scheduler.ledger
         _close_ledger(ledger)
         ledger.wait_idle()
+        scheduler.thread.join()
+        try:
+            scheduler.engine.close(wait=True)
+        except Exception:  # pragma: no cover - at exit, nothing to report to
+            pass
 
 
 threading._register_atexit(_finish_at_exit)  # type: ignore[attr-defined]
 # A forked child (a worker of the process engine, or any fork) owns none of these executors:
 # at its exit it must not wait for their work, which runs in the parent.
-os.register_at_fork(after_in_child=_live_ledgers.clear)
+os.register_at_fork(after_in_child=_live_schedulers.clear)
 
 
 def _close_ledger(ledger: Ledger) -> None:

@@ -39,27 +39,34 @@ class Guard:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.inside: dict[int, Any] = {}   # id(attempt) -> thread id, while in its function
+        self.inside: dict[int, int] = {}   # id(attempt) -> thread id, while in its function
+        self.interrupted: set[int] = set()  # id(attempt) of those an exception was set for
 
     def call(self, attempt: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` as ``attempt``'s work, interruptible by ``interrupt``."""
         thread_id = threading.get_ident()
         key = id(attempt)
-        with self.lock:
+        lock = self.lock
+        with lock:
             self.inside[key] = thread_id
         try:
             return fn(*args, **kwargs)
         finally:
-            with self.lock:
-                self.inside.pop(key, None)
-                _clear_pending(thread_id)
+            with lock:
+                del self.inside[key]
+                if key in self.interrupted:
+                    # Set but maybe not raised yet: clear it before the thread runs our code.
+                    self.interrupted.discard(key)
+                    _clear_pending(thread_id)
 
     def interrupt(self, attempt: Any, exception: type[BaseException]) -> bool:
         """Raise ``exception`` in the thread running ``attempt``'s function; False if none is."""
+        key = id(attempt)
         with self.lock:
-            thread_id = self.inside.get(id(attempt))
+            thread_id = self.inside.get(key)
             if thread_id is None:
                 return False
+            self.interrupted.add(key)
             return _set_async_exc(thread_id, exception) == 1
 
     def running(self, attempt: Any) -> bool:

@@ -63,6 +63,9 @@ _NAN = math.nan
 _OK, _RAISED, _UNLOADABLE, _UNSENDABLE = "ok", "raised", "unloadable", "unsendable"
 
 
+# The longest a new worker process may take to report that it is ready.
+_START_TIMEOUT = 5.0
+
 class _Undelivered(Exception):
     """The worker died before the attempt reached it."""
 
@@ -383,7 +386,9 @@ class ProcessEngine(RunnerEngine):
         with self.lock:
             self.workers.add(worker)
         ready = False
-        if parent_end in wait([parent_end, process.sentinel]):
+        # Bounded: a worker stopped (SIGSTOP) or stuck importing while it starts must not
+        # hold its runner, the task's timeout or shutdown() for ever.
+        if parent_end in wait([parent_end, process.sentinel], timeout=_START_TIMEOUT):
             try:
                 ready = parent_end.recv_bytes() == b""
             except (EOFError, OSError):
@@ -391,6 +396,8 @@ class ProcessEngine(RunnerEngine):
         if not ready:
             exitcode = process.exitcode
             self._retire(worker)
+            if exitcode is None:
+                raise RuntimeError(f"a worker process could not start within {_START_TIMEOUT:g} s")
             raise RuntimeError(f"a worker process could not start: it {_how_it_ended(exitcode)}")
         return worker
 

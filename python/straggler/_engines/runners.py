@@ -73,10 +73,27 @@ class RunnerEngine(EngineBase):
         """Start one runner (raises RuntimeError if the pool was shut down)."""
         self.runner_pool.submit(self._run)
 
+    def park_locked(self) -> bool:
+        """Under the ledger's lock, with nothing to run: wait for work (True) or leave (False).
+        The default leaves at once (a pool reuses its threads itself)."""
+        return False
+
+    def wake_idle_locked(self, wanted: int) -> int:
+        """Under the lock: wake up to ``wanted`` parked runners; how many were woken."""
+        return 0
+
     def wake(self) -> None:
+        if self.runners >= self.slots and not getattr(self, "idle", 0):
+            # Every runner is going, and each takes from the queue before it may leave (under
+            # the lock): what was just queued will be taken. A stale read only costs the lock.
+            return
         ledger = self.ledger
         with ledger.lock:
-            wanted = min(self.slots - self.runners, len(ledger.ready))
+            waiting = len(ledger.ready)
+            if waiting == 0:
+                return
+            waiting -= self.wake_idle_locked(waiting)
+            wanted = min(self.slots - self.runners, waiting)
             if wanted <= 0:
                 return
             self.runners += wanted
@@ -124,9 +141,12 @@ class RunnerEngine(EngineBase):
                 prepare = bool(ledger.ready) and not self.runner_ready()
                 taken = None if prepare else ledger.take_locked(attempt_type)
                 if taken is None and follow_up is None and not prepare:
-                    self.runners -= 1
                     ledger.busy -= 1
-                    ledger.changed.notify_all()
+                    if ledger.closed or ledger.busy == 0:
+                        ledger.changed.notify_all()  # shutdown and the scheduler wait for busy == 0
+                    if self.park_locked():
+                        continue  # woken with work: the waker counted it busy again
+                    self.runners -= 1
                     serving(None)
                     return
                 if taken is not None:

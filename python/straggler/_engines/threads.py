@@ -50,13 +50,52 @@ class ThreadEngine(RunnerEngine):
         self.steps_changed = threading.Condition(threading.Lock())
         self.stopper: Optional[threading.Thread] = None
 
+    # A runner with nothing to do parks for a while instead of ending, so that a job submitted
+    # one task at a time does not start a thread per task.
+    IDLE = 5.0
+
+    def bind(self, ledger: Any, blocklist: Any, interval: float) -> None:
+        super().bind(ledger, blocklist, interval)
+        self.work = threading.Condition(ledger.lock)
+        self.idle = 0
+        self.live_threads: set[threading.Thread] = set()  # runner threads, less abandoned ones
+
+    def park_locked(self) -> bool:
+        if not self.own_threads or self.closed:
+            return False
+        self.idle += 1
+        woken = self.work.wait(self.IDLE)
+        if woken and not self.closed:
+            return True  # wake_idle_locked took it off the idle count and counted it busy
+        if not woken:
+            self.idle -= 1
+        return False
+
+    def wake_idle_locked(self, wanted: int) -> int:
+        woken = min(self.idle, wanted)
+        if woken:
+            self.idle -= woken
+            self.ledger.busy += woken
+            self.work.notify(woken)
+        return woken
+
     def spawn(self) -> None:
         if not self.own_threads:
             super().spawn()
             return
         if self.closed:
             raise RuntimeError("the thread engine was closed")
-        threading.Thread(target=self._run, name=f"straggler-worker-{next(self.names)}", daemon=True).start()
+        thread = threading.Thread(target=self._own_run, name=f"straggler-worker-{next(self.names)}", daemon=True)
+        with self.ledger.lock:
+            self.live_threads.add(thread)
+        thread.start()
+
+    def _own_run(self) -> None:
+        try:
+            self._run()
+        finally:
+            with self.ledger.lock:
+                self.live_threads.discard(threading.current_thread())
 
     def execute(self, attempt: Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         return self.guard.call(attempt, call_in_attempt, fn, attempt, args, kwargs)
@@ -110,6 +149,8 @@ class ThreadEngine(RunnerEngine):
                                "ThreadPoolExecutor passed in and stays busy", attempt.number, attempt.task.id)
                 return
             self.abandoned.add(attempt)
+            stuck = self.guard.inside.get(id(attempt))
+            self.live_threads = {t for t in self.live_threads if t.ident != stuck}  # never joined
             follow_up = ledger.abandon_attempt_locked(attempt)
             self.runners -= 1
             ledger.busy -= 1
@@ -121,6 +162,18 @@ class ThreadEngine(RunnerEngine):
         self.wake()  # a new runner for the slot, if work waits
 
     def close(self, wait: bool) -> None:
+        ledger = getattr(self, "ledger", None)
+        runners: list[threading.Thread] = []
+        if ledger is not None:
+            with ledger.lock:
+                self.closed = True
+                self.idle = 0
+                self.work.notify_all()  # parked runners leave
+                runners = list(self.live_threads)
+        if wait:
+            for thread in runners:
+                if thread is not threading.current_thread():
+                    thread.join()
         with self.steps_changed:
             self.closed = True
             # Once the work is done, the steps left are for attempts that ended or were
