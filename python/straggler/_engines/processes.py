@@ -556,8 +556,13 @@ class ProcessEngine(RunnerEngine):
             else:
                 reaper = threading.Thread(target=self._retire_all, args=(idle,), name="straggler-reaper",
                                           daemon=True)
-                self.reapers.append(reaper)
-                reaper.start()
+                try:
+                    reaper.start()
+                except RuntimeError:
+                    # At interpreter exit (3.12+) no new thread may start: end them here.
+                    self._retire_all(idle)
+                else:
+                    self.reapers.append(reaper)
         if wait:
             for thread in drivers:
                 if thread is not threading.current_thread():
