@@ -321,3 +321,18 @@ def test_empty_events_write_a_valid_file(tmp_path):
     assert sg.read_events(tmp_path / "e.jsonl") == []
     sg.write_events([], tmp_path / "e.json", format="chrome")
     assert json.loads((tmp_path / "e.json").read_text())["traceEvents"] == []
+
+
+def test_the_event_log_keeps_no_attempt_or_task_alive():
+    # The log holds rows of plain values: a long job's log keeps none of its settled tasks
+    # (nor their arguments) alive, and gives the garbage collector nothing to walk.
+    import gc
+
+    from straggler._ledger import Attempt, Task
+
+    with sg.SpeculativeExecutor(max_workers=2, policy=None) as ex:
+        assert list(ex.map(abs, range(-500, 0))) == list(range(500, 0, -1))
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, (Attempt, Task))]
+    assert len(ex.events()) == 1000 and [e.kind for e in ex.events()].count("finish") == 500
+    assert alive == []

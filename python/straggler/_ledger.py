@@ -17,6 +17,11 @@ An attempt's life, as the ledger sees it:
 ``take_locked(start=True)`` does the first two steps at once (an engine that runs the attempt
 in this process knows it starts now). The scheduler inbox receives every task, start and end
 in the order they happened; the event log keeps the starts and ends for ``events()``.
+
+The event log holds rows of plain values (``event_row``), not the attempts: a job's log then
+keeps no task or attempt alive once it is settled, and rows of numbers and strings are tuples
+the garbage collector stops tracking, so a long log costs the collector nothing (holding the
+attempts made the collector's passes over them a quarter of a no-op job's time).
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from straggler._records import AttemptEvent, ExecutorStats
 
 __all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "StageCounts", "Task", "STAGING_MARK"]
 
-# The inbox's and the event log's entry kinds (each entry is a kind followed by its object:
-# a flat list, no tuple per entry, so the garbage collector has fewer objects to scan).
+# The inbox's entry kinds (each entry is a kind followed by its object: a flat list, no tuple
+# per entry, so the garbage collector has fewer objects to scan).
 TASK, START, END, DROP = "task", "start", "end", "drop"  # DROP: a task ended without a result
 
 # Staging directories are named ``.<output name>.<STAGING_MARK>-<executor>-t<task>a<attempt>-…``
@@ -190,7 +195,8 @@ class Ledger:
         self.scheduler_idle = False
         # (kind, attempt) pairs in the order they happened; a bounded deque drops the oldest
         # pairs whole (its length is even).
-        self.log: collections.deque[Any] = collections.deque(maxlen=None if max_events is None else 2 * max_events)
+        self.log: collections.deque[tuple] = collections.deque(maxlen=max_events)
+        self.logging = max_events != 0
         # Called under the lock for each attempt that must stop (it lost the race, or its task
         # was cancelled); the engine's hook, which must not block.
         self.stop_attempt: Callable[[Attempt], None] = _no_stop
@@ -330,7 +336,8 @@ class Ledger:
         counts.attempts += 1
         counts.speculative += attempt.speculative
         self.inbox.extend((START, attempt))
-        self.log.extend((START, attempt))
+        if self.logging:
+            self.log.append(event_row(START, attempt))
 
     def drop_locked(self, attempt: Attempt) -> None:
         """An attempt of a settled task that never started (withdrawn from the engine's queue):
@@ -364,7 +371,8 @@ class Ledger:
             self.wasted += wasted
             attempt.task.counts.wasted += wasted
         self.inbox.extend((END, attempt))
-        self.log.extend((END, attempt))
+        if self.logging:
+            self.log.append(event_row(END, attempt))
 
     def withdraw_locked(self) -> list[Task]:
         """``shutdown(cancel_futures=True)``: empty the ready queue of first attempts (their
@@ -635,41 +643,38 @@ class Ledger:
 
     def events(self) -> list[AttemptEvent]:
         with self.lock:
-            log = list(self.log)
-        return list(event_records(log))
+            rows = list(self.log)
+        return [AttemptEvent(*row) for row in rows]
 
 
-def event_records(log: list) -> Iterator[AttemptEvent]:
-    """The log's (kind, attempt) pairs as records (START and END entries; others skipped).
+def event_row(kind: str, attempt: Attempt) -> tuple:
+    """A START or END of ``attempt`` as the fields of its ``AttemptEvent``, in a plain tuple.
+    Called when it is logged: the fields read are set by then and never change after."""
+    task = attempt.task
+    if kind == START:
+        why = getattr(attempt, "why", None)
+        if why is None:
+            return ("start", attempt.start, task.id, attempt.number, task.stage, attempt.node, attempt.speculative)
+        return ("start", attempt.start, task.id, attempt.number, task.stage, attempt.node, attempt.speculative,
+                why[0], why[1], None if attempt.speculative else "restart")
+    outcome = attempt.outcome
+    if outcome == "fail":
+        timed_out = attempt.timed_out
+        if timed_out is not None:
+            return (outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node, attempt.speculative,
+                    None, None, timed_out.limit, timed_out.seconds)
+    elif outcome == "kill" and attempt.restarted:
+        return (outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node, attempt.speculative,
+                None, None, "restart")
+    return (outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node, attempt.speculative)
 
-    An attempt's fields read here are set before its entry is logged and never change after,
-    so this may run without the lock on entries taken under it."""
-    entries = iter(log)
-    for kind, attempt in zip(entries, entries):
-        if kind != START and kind != END:
-            continue  # the inbox's registrations and drops
-        task = attempt.task
-        if kind == START:
-            why = getattr(attempt, "why", None)
-            if why is None:
-                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
-                                   attempt.speculative)
-            else:
-                yield AttemptEvent("start", attempt.start, task.id, attempt.number, task.stage, attempt.node,
-                                   attempt.speculative, why[0], why[1],
-                                   None if attempt.speculative else "restart")
-        else:
-            outcome = attempt.outcome
-            timed_out = attempt.timed_out
-            if outcome == "fail" and timed_out is not None:
-                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
-                                   attempt.speculative, reason=timed_out.limit, limit=timed_out.seconds)
-            elif outcome == "kill" and attempt.restarted:
-                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
-                                   attempt.speculative, reason="restart")
-            else:
-                yield AttemptEvent(outcome, attempt.end, task.id, attempt.number, task.stage, attempt.node,
-                                   attempt.speculative)
+
+def event_records(entries: list) -> Iterator[AttemptEvent]:
+    """The inbox's (kind, object) pairs as records (START and END entries; others skipped)."""
+    pairs = iter(entries)
+    for kind, item in zip(pairs, pairs):
+        if kind == START or kind == END:
+            yield AttemptEvent(*event_row(kind, item))
 
 
 _UNSET: Any = object()
