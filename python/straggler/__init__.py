@@ -19,6 +19,7 @@ from straggler._export import read_events, write_events
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler.executor import SpeculativeExecutor
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
+from straggler._replay import ReplayResult, ReplayWarning, replay
 from straggler.simulation import SimulationResult, simulate
 
 # timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.
@@ -36,6 +37,8 @@ __all__ = [
     "LatePolicy",
     "MantriPolicy",
     "QuantileSketch",
+    "ReplayResult",
+    "ReplayWarning",
     "SimulationResult",
     "SmallpondPolicy",
     "SparkPolicy",
@@ -47,6 +50,7 @@ __all__ = [
     "options",
     "plot_timeline",
     "read_events",
+    "replay",
     "simulate",
     "write_events",
 ]
