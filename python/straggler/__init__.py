@@ -17,9 +17,9 @@ from straggler._context import (
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler._export import read_events, write_events
 from straggler._records import AttemptEvent, ExecutorStats
+from straggler._replay import ReplayResult, ReplayWarning, replay
 from straggler.executor import SpeculativeExecutor
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
-from straggler._replay import ReplayResult, ReplayWarning, replay
 from straggler.simulation import SimulationResult, simulate
 
 # timeline imports matplotlib (optional: straggler[plot]) only when a plot is drawn.

@@ -31,6 +31,7 @@ file and the line.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ def _decoded(file: str) -> tuple[bytes, Optional[str]]:
     return data, None
 
 
-def _zstd_factory(file: str) -> tuple[Callable[[], Any], type]:
+def _zstd_factory(file: str) -> tuple[Callable[[], Any], type[Exception]]:
     try:
         from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # CPython 3.14+
 
@@ -199,6 +200,8 @@ class _LineReader:
 
     def parse(self) -> JobLog:
         if not self.lines:
+            if self.cut is not None:
+                raise ValueError(f"{self.cut}, before its first line; nothing to replay")
             raise ValueError(f"{self.target}: empty; not an event log")
         objects: list[tuple[str, dict]] = []
         for i, (file, number, text) in enumerate(self.lines):
@@ -211,7 +214,8 @@ class _LineReader:
                 if i == len(self.lines) - 1:
                     # The last line cut off: what Spark's history server reads as an application
                     # that is still running or died while writing.
-                    self.cut = f"{where}: the log ends part way through a line"
+                    if self.cut is None:  # else a compressed stream that ended early says why
+                        self.cut = f"{where}: the log ends part way through a line"
                     break
                 raise ValueError(f"{where}: not JSON ({exc})") from None
             if not isinstance(obj, dict):
@@ -228,11 +232,28 @@ class _LineReader:
         else:
             raise ValueError(f"{objects[0][0]}: not an event log: neither Spark's (a JSON object with \"Event\") nor "
                              f"a {SCHEMA} log (its header)")
+        _settle_stopped(log.attempts)
         if self.cut is not None:
             running = sum(a.end is None for a in log.attempts)
             log.warnings.insert(0, f"{self.cut}; replaying the log as far as it is complete"
                                    + (f" ({running} attempts still running there are left out)" if running else ""))
         return log
+
+
+def _settle_stopped(attempts: list[Attempt]) -> None:
+    """An attempt with no end whose task another attempt completed was stopped by that win:
+    it ends then, killed. (Spark does not log the end of an attempt it stops when the stage's
+    last task completes just before the application ends: the fixture logs show it.) Attempts
+    of tasks that no attempt completed stay open: the log ends while they run."""
+    completed: dict[tuple[str, int], float] = {}
+    for a in attempts:
+        if a.outcome == "finish" and a.end is not None:
+            key = (a.stage, a.task)
+            completed[key] = min(completed.get(key, math.inf), a.end)
+    for i, a in enumerate(attempts):
+        if a.end is None and (a.stage, a.task) in completed:
+            attempts[i] = Attempt(a.stage, a.task, a.attempt, a.executor, a.host, a.start,
+                                  max(a.start, completed[a.stage, a.task]), "kill", a.speculative)
 
 
 # --- straggler's own log ------------------------------------------------------------------------

@@ -155,13 +155,20 @@ def _run(model: ReplayModel, policy: Any, interval: Optional[float]) -> Simulati
 # --- the model ----------------------------------------------------------------------------------
 
 
+def _end(attempt: Attempt) -> float:
+    """The end of an attempt the model uses: only attempts that ended are kept."""
+    end = attempt.end
+    assert end is not None
+    return end
+
+
 def _executor_order(name: str) -> tuple[int, Union[int, str]]:
     return (0, int(name)) if name.isdigit() else (1, name)
 
 
 def build_model(job: JobLog) -> tuple[ReplayModel, SimulationResult]:
     """The model of ``job`` (see the module's docstring) and its observed run as a result."""
-    ended = [a for a in job.attempts if a.end is not None]
+    ended = [a for a in job.attempts if a.end is not None]  # the model's attempts: every one that ended
     executors = sorted({a.executor for a in ended}, key=_executor_order)
     node = {e: n for n, e in enumerate(executors)}
     hosts = {a.executor: a.host for a in ended}
@@ -173,10 +180,10 @@ def build_model(job: JobLog) -> tuple[ReplayModel, SimulationResult]:
         first_start[a.stage] = min(first_start.get(a.stage, math.inf), a.start)
         if a.outcome == "finish":
             held = winners[a.stage].get(a.task)
-            if held is None or (a.end, a.start) < (held.end, held.start):  # type: ignore[operator]
+            if held is None or (_end(a), a.start) < (_end(held), held.start):
                 winners[a.stage][a.task] = a
     stages = sorted(winners, key=lambda s: (first_start[s], s))
-    duration = {id(a): a.end - a.start for s in stages for a in winners[s].values()}  # type: ignore[operator]
+    duration = {id(a): _end(a) - a.start for s in stages for a in winners[s].values()}
 
     # Slowness in a stage: the median time of an executor's winning attempts over the stage's.
     # Over the job: the median of its attempts' time / their stage's median, every stage pooled
@@ -207,7 +214,9 @@ def build_model(job: JobLog) -> tuple[ReplayModel, SimulationResult]:
         # its result, after the slot already took the next task, so attempts seem to overlap.
         slots.append(max(cores // job.task_cpus, 1) if cores is not None else max(concurrency[e], 1))
 
-    work, task_ids, gaps = [], [], []
+    work: list[tuple[float, ...]] = []
+    task_ids: list[tuple[int, ...]] = []
+    gaps: list[float] = []
     previous_end = first_start[stages[0]]
     for s in stages:
         tasks = sorted(winners[s])
@@ -216,7 +225,7 @@ def build_model(job: JobLog) -> tuple[ReplayModel, SimulationResult]:
         work.append(tuple(duration[id(winners[s][t])] / stage_slowness[k][node[winners[s][t].executor]]
                           for t in tasks))
         gaps.append(max(0.0, first_start[s] - previous_end))
-        previous_end = max(a.end for a in winners[s].values())  # type: ignore[type-var]
+        previous_end = max(_end(a) for a in winners[s].values())
     model = ReplayModel(tuple(stages), tuple(work), tuple(task_ids), tuple(executors),
                         tuple(hosts[e] for e in executors), tuple(slots), tuple(slowness), tuple(stage_slowness),
                         tuple(gaps))
@@ -228,7 +237,7 @@ def _concurrency(attempts: list[Attempt], executors: list[str]) -> dict[str, int
     points: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for a in attempts:
         points[a.executor].append((a.start, 1))
-        points[a.executor].append((a.end, -1))  # type: ignore[arg-type]
+        points[a.executor].append((_end(a), -1))
     most = {}
     for e in executors:
         running = peak = 0
@@ -254,11 +263,11 @@ def _observed(job: JobLog, model: ReplayModel, winners: dict[str, dict[int, Atte
     useful = wasted = 0.0
     copies = wins = failures = killed = 0
     seen_attempt: dict[tuple[str, int], int] = defaultdict(int)
-    for a in sorted(attempts, key=lambda a: (a.start, a.end)):
+    for a in sorted(attempts, key=lambda a: (a.start, _end(a))):
         if a.task not in local[a.stage]:
             continue  # a task that never succeeded: not in the model
         task = offset[number[a.stage]] + local[a.stage][a.task]
-        seconds = a.end - a.start  # type: ignore[operator]
+        seconds = _end(a) - a.start
         won = id(a) in winner_ids
         outcome = "finish" if won else ("kill" if a.outcome == "finish" else a.outcome)
         useful += seconds if won else 0.0
@@ -270,11 +279,11 @@ def _observed(job: JobLog, model: ReplayModel, winners: dict[str, dict[int, Atte
         n = seen_attempt[a.stage, a.task]
         seen_attempt[a.stage, a.task] = n + 1
         rows.append(("start", a.start - origin, task, n, a.stage, node[a.executor], a.speculative))
-        rows.append((outcome, a.end - origin, task, n, a.stage, node[a.executor], a.speculative))  # type: ignore[operator]
+        rows.append((outcome, _end(a) - origin, task, n, a.stage, node[a.executor], a.speculative))
     rows.sort(key=lambda r: (r[1], r[0] == "start"))
-    times = [a.end - first_start[s] for s in model.stages for a in winners[s].values()]  # type: ignore[operator]
+    times = [_end(a) - first_start[s] for s in model.stages for a in winners[s].values()]
     p50, p99 = np.percentile(times, [50, 99]).tolist()
-    makespan = max(a.end for s in model.stages for a in winners[s].values()) - origin  # type: ignore[type-var]
+    makespan = max(_end(a) for s in model.stages for a in winners[s].values()) - origin
     total = useful + wasted
     return SimulationResult(
         policy="observed", tasks=offset[-1], nodes=len(model.executors), seed=0, makespan=makespan,

@@ -370,7 +370,7 @@ def simulate_stages(
         if not sizes:
             raise ValueError(f"stages[{k}] must hold at least one task, got none")
         run = _Simulation(name, policy_obj, slots, sizes, speeds[k], tuple(slow_nodes), 0.0, random.Random(0), 4,
-                          interval, 0, stage=names[k]).run()
+                          interval, 0, stage_name=names[k]).run()
         start = clock + gaps[k]
         for row in run.events._rows:
             rows.append((row[0], row[1] + start, row[2] + first_task, *row[3:]))
@@ -420,7 +420,7 @@ class _Simulation:
 
     def __init__(self, name: str, policy: Any, slots_per_node: Sequence[int], sizes: list[float],
                  speed: Sequence[float], slow: tuple[int, ...], failure_rate: float, fail_rng: random.Random,
-                 max_failures: int, interval: float, seed: int, stage: str = _STAGE) -> None:
+                 max_failures: int, interval: float, seed: int, stage_name: str = _STAGE) -> None:
         """Node n has ``slots_per_node[n]`` slots and runs an attempt of task t in
         ``sizes[t] x speed[n]`` seconds; ``slow`` names the slow nodes for the result."""
         from straggler._core import Detector
@@ -436,7 +436,7 @@ class _Simulation:
         self.sizes = sizes
         self.slow = slow
         self.speed = list(speed)
-        self.stage_name = stage
+        self.stage_name = stage_name
         self.failure_rate = failure_rate
         self.fail_rng = fail_rng
         self.max_failures = max_failures
@@ -444,7 +444,7 @@ class _Simulation:
         self.seed = seed
 
         self.detector = Detector(policy=policy)
-        stage = self.detector.add_stage(num_tasks=tasks, name=stage)
+        stage = self.detector.add_stage(num_tasks=tasks, name=stage_name)
         self.detector.add_tasks(stage, tasks)
 
         # Slots: node n owns the k = slots_per_node[n] slots from first[n] on, taken lowest first;
