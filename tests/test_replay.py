@@ -194,6 +194,11 @@ def test_policies_are_names_or_objects_and_bad_ones_are_refused():
         sg.replay(path, "spark")
     with pytest.raises(ValueError, match="leave None out"):
         sg.replay(path, [None])
+    with pytest.raises(ValueError, match=r"interval must be .* got -1"):
+        sg.replay(path, ["spark"], interval=-1)
+    # The interval is the policy's: checks a day apart never come within this job.
+    assert sg.replay(path, ["spark"]).runs["spark"].speculative > 0
+    assert sg.replay(path, ["spark"], interval=86400).runs["spark"].speculative == 0
 
 
 # --- Spark's formats -----------------------------------------------------------------------------

@@ -39,8 +39,16 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from straggler._checks import real
 from straggler._eventlog import Attempt, JobLog, read_log
-from straggler.simulation import POLICY_NAMES, EventLog, SimulationResult, resolve_policy, simulate_stages
+from straggler.simulation import (
+    MIN_INTERVAL,
+    POLICY_NAMES,
+    EventLog,
+    SimulationResult,
+    resolve_policy,
+    simulate_stages,
+)
 
 __all__ = ["ReplayModel", "ReplayResult", "ReplayWarning", "replay", "build_model"]
 
@@ -126,9 +134,11 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
     holds no finished task is a ``ValueError``, a compressed log whose codec is not installed an
     ``ImportError``, both naming the file.
     """
-    names = list(POLICY_NAMES) if policies is None else list(policies)
     if isinstance(policies, (str, bytes)):
         raise TypeError(f"policies must be a sequence of policy names or objects, got {policies!r}")
+    names = list(POLICY_NAMES) if policies is None else list(policies)
+    if interval is not None:
+        interval = real("interval", interval, low=MIN_INTERVAL)
     resolved = [resolve_policy(p) for p in names]
     if any(obj is None for _, obj in resolved):
         raise ValueError(f"policies: the replay without speculation is always run; leave None out, got {names!r}")
@@ -147,9 +157,9 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
 
 def _run(model: ReplayModel, policy: Any, interval: Optional[float]) -> SimulationResult:
     slow = tuple(n for n, s in enumerate(model.slowness) if s >= _SLOW)
-    return simulate_stages([list(w) for w in model.work], list(model.slots), [list(s) for s in model.stage_slowness],
-                           policy,
-                           gaps=list(model.gaps), names=list(model.stages), slow_nodes=slow, interval=interval)
+    return simulate_stages([list(w) for w in model.work], list(model.slots),
+                           [list(s) for s in model.stage_slowness], policy, gaps=list(model.gaps),
+                           names=list(model.stages), slow_nodes=slow, interval=interval)
 
 
 # --- the model ----------------------------------------------------------------------------------
