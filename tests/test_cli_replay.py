@@ -139,3 +139,20 @@ def test_help_names_the_command_and_its_options():
     assert sub.returncode == 0
     for option in ("LOG", "--policy", "--plot", "--interval", "eventlog_v2_"):
         assert option in sub.stdout
+
+
+def test_straggler_s_own_log_is_replayed_and_many_executors_are_summed_up_slowest_first(tmp_path):
+    r = sg.simulate(tasks=200, nodes=20, slow_nodes=2, slow_factor=6.0, policy=None, seed=3)
+    path = tmp_path / "sim.jsonl"
+    sg.write_events(r.events, path)
+    done = run("replay", path, "--policy", "late")
+    assert done.returncode == 0, done.stderr
+    assert "straggler log: 1 stage, 200 tasks, 20 executors (20 slots)" in done.stdout
+    lines = done.stdout.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("executor: ")))
+    listed = [line.split(":")[0].strip() for line in lines[first + 1:first + 13]]
+    assert sorted(listed[:2]) == sorted(str(n) for n in r.slow_nodes)
+    assert lines[first + 13].strip() == "... and 8 faster executors"
+    table = rows(done.stdout)
+    # The model of a simulated run replays it as it ran.
+    assert table["observed"][0] == table["none"][0] == f"{r.makespan:.2f}"

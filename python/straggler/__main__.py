@@ -350,12 +350,19 @@ def _replay(args: argparse.Namespace) -> int:
     kind = "Spark event log" if result.kind == "spark" else "straggler log"
     app = f" of {result.application}" if result.application else ""
     tasks = sum(len(w) for w in model.work)
-    print(f"straggler replay: {result.path}: {kind}{app}: {len(model.stages)} stages, {tasks} tasks, "
-          f"{len(model.executors)} executors ({sum(model.slots)} slots)")
+    print(f"straggler replay: {result.path}: {kind}{app}: {_count(len(model.stages), 'stage')}, "
+          f"{_count(tasks, 'task')}, {_count(len(model.executors), 'executor')} "
+          f"({_count(sum(model.slots), 'slot')})")
     print(f"executor: slots, slowness in stage {', '.join(model.stages)} (its median task time over the stage's)")
-    for n, (e, h, k) in enumerate(zip(model.executors, model.hosts, model.slots)):
+    # The slowest first when there are many; the rest summed up in one line.
+    order = sorted(range(len(model.executors)), key=lambda n: -max(row[n] for row in model.stage_slowness))
+    shown = range(len(model.executors)) if len(order) <= _REPLAY_EXECUTORS_SHOWN else order[:_REPLAY_EXECUTORS_SHOWN]
+    for n in shown:
+        e, h, k = model.executors[n], model.hosts[n], model.slots[n]
         slowness = ", ".join(f"{row[n]:.2f}x" for row in model.stage_slowness)
-        print(f"  {e}{f' ({h})' if h else ''}: {k} slots, {slowness}")
+        print(f"  {e}{f' ({h})' if h else ''}: {_count(k, 'slot')}, {slowness}")
+    if len(order) > _REPLAY_EXECUTORS_SHOWN:
+        print(f"  ... and {len(order) - _REPLAY_EXECUTORS_SHOWN} faster executors")
     print()
     print(result.table())
     observed, none = result.observed, result.runs["none"]
@@ -374,6 +381,13 @@ def _replay(args: argparse.Namespace) -> int:
             _fail("replay", f"argument --plot: cannot write {args.plot!r}: {exc.strerror or exc}")
         print(f"\ntimeline written to {args.plot}")
     return 0
+
+
+_REPLAY_EXECUTORS_SHOWN = 12
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _one_line(message: object) -> str:
