@@ -356,8 +356,8 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"executor: slots, slowness in stage {', '.join(model.stages)} (its median task time over the stage's)")
     # The slowest first when there are many; the rest summed up in one line.
     order = sorted(range(len(model.executors)), key=lambda n: -max(row[n] for row in model.stage_slowness))
-    shown = range(len(model.executors)) if len(order) <= _REPLAY_EXECUTORS_SHOWN else order[:_REPLAY_EXECUTORS_SHOWN]
-    for n in shown:
+    listed = range(len(model.executors)) if len(order) <= _REPLAY_EXECUTORS_SHOWN else order[:_REPLAY_EXECUTORS_SHOWN]
+    for n in listed:
         e, h, k = model.executors[n], model.hosts[n], model.slots[n]
         slowness = ", ".join(f"{row[n]:.2f}x" for row in model.stage_slowness)
         print(f"  {e}{f' ({h})' if h else ''}: {_count(k, 'slot')}, {slowness}")
