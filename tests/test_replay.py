@@ -565,3 +565,48 @@ def test_the_command_line_table_matches_the_library(tmp_path, capsys):
 if os.environ.get("STRAGGLER_PRINT_REPLAY"):  # pragma: no cover - for the README's example
     print(sg.replay(spark_log("spec-rolling")).table())
     shutil.rmtree  # noqa: B018
+
+
+# --- the job's own speculation settings --------------------------------------------------------------
+
+
+def with_properties(name: str, properties: dict, tmp_path) -> Path:
+    """Run ``name``'s plain log with an environment event holding ``properties`` (the fixtures
+    left Spark's out), where Spark writes it: after the application's start."""
+    lines = plain_bytes(name).splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"SparkListenerApplicationStart"' in line) + 1
+    event = {"Event": "SparkListenerEnvironmentUpdate", "JVM Information": {}, "Spark Properties": properties,
+             "Hadoop Properties": {}, "System Properties": {}, "Classpath Entries": {}}
+    path = tmp_path / f"{name}-with-environment"
+    path.write_bytes(b"".join(lines[:at]) + json.dumps(event).encode() + b"\n" + b"".join(lines[at:]))
+    return path
+
+
+# What make_spark_logs.py set for its speculative runs.
+SCRIPT_CONF = {"spark.speculation": "true", "spark.speculation.multiplier": "1.5", "spark.speculation.quantile": "0.5",
+               "spark.speculation.minTaskRuntime": "100ms", "spark.speculation.interval": "100ms",
+               "spark.executor.cores": "2", "spark.master": "spark://127.0.0.1:7077"}
+
+
+def test_a_log_of_a_speculative_run_is_also_replayed_under_its_own_settings(tmp_path):
+    path = with_properties("spec-plain", SCRIPT_CONF, tmp_path)
+    result = sg.replay(path, ["spark"])
+    assert list(result.runs) == ["none", "spark", "spark-as-run"]
+    same = sg.SparkPolicy(multiplier=1.5, quantile=0.5, min_runtime=0.1, interval=0.1, slots_per_executor=2)
+    expected = sg.replay(path, [same]).runs["spark"]
+    assert list(result.runs["spark-as-run"].events) == list(expected.events)
+    # Its own rule replayed comes close to what it did.
+    assert abs(result.runs["spark-as-run"].makespan / result.observed.makespan - 1) <= 0.25, result.table()
+
+
+def test_no_run_under_the_job_s_settings_when_it_ran_without_speculation(tmp_path):
+    path = with_properties("nospec-plain", dict(SCRIPT_CONF, **{"spark.speculation": "false"}), tmp_path)
+    assert list(sg.replay(path, ["spark"]).runs) == ["none", "spark"]
+    assert read_log(path).conf["spark.master"] == "spark://127.0.0.1:7077"
+
+
+def test_speculation_settings_we_do_not_know_are_a_warning_and_no_run(tmp_path):
+    path = with_properties("spec-plain", dict(SCRIPT_CONF, **{"spark.speculation.future.knob": "3"}), tmp_path)
+    with pytest.warns(sg.ReplayWarning, match="speculation settings cannot be replayed.*future.knob"):
+        result = sg.replay(path, ["spark"])
+    assert list(result.runs) == ["none", "spark"] and len(result.warnings) == 1

@@ -20,7 +20,8 @@ From Spark's events only these are used (the field names of Spark's ``JsonProtoc
 ``Attempt``, ``Launch Time``, ``Finish Time``, ``Executor ID``, ``Host``, ``Speculative``;
 ``Task End Reason``), ``SparkListenerExecutorAdded`` (``Total Cores``),
 ``SparkListenerResourceProfileAdded`` and ``SparkListenerEnvironmentUpdate`` (the CPUs a task
-takes), ``SparkListenerApplicationStart`` (the application's id). Every other event is skipped.
+takes; the Spark properties, for the speculation settings the job ran with),
+``SparkListenerApplicationStart`` (the application's id). Every other event is skipped.
 
 Imperfect logs, as Spark's history server reads them: a last line cut off part way (an
 application that crashed or still runs; a compressed stream that ends early) ends the log
@@ -85,6 +86,7 @@ class JobLog:
     task_cpus: int = 1
     application: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
+    conf: dict[str, str] = field(default_factory=dict)  # Spark's properties, where the log has them
 
 
 def read_log(path: Any) -> JobLog:
@@ -342,6 +344,8 @@ def _spark_log(target: str, objects: list[tuple[str, dict]]) -> JobLog:
                 profile_cpus[obj["Resource Profile Id"]] = int(amount)
         elif kind == "SparkListenerEnvironmentUpdate":
             properties = obj.get("Spark Properties")
+            if isinstance(properties, dict):
+                log.conf.update({k: v for k, v in properties.items() if isinstance(k, str) and isinstance(v, str)})
             value = properties.get("spark.task.cpus") if isinstance(properties, dict) else None
             if isinstance(value, str) and value.strip().isdigit() and int(value) >= 1:
                 conf_cpus = int(value)

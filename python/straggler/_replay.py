@@ -41,6 +41,7 @@ import numpy as np
 
 from straggler._checks import real
 from straggler._eventlog import Attempt, JobLog, read_log
+from straggler.policies import SparkPolicy
 from straggler.simulation import (
     MIN_INTERVAL,
     POLICY_NAMES,
@@ -58,6 +59,10 @@ PathArg = Union[str, "os.PathLike[str]"]
 _FASTEST = 1e-6
 # An executor this many times slower than its stages' medians is shaded as slow in a plot.
 _SLOW = 1.5
+
+
+# The run under Spark's rule with the job's own spark.speculation.* settings, when it had them on.
+AS_RUN = "spark-as-run"
 
 
 class ReplayWarning(UserWarning):
@@ -87,9 +92,10 @@ class ReplayModel:
 class ReplayResult:
     """What ``replay`` found. ``observed``: the job as the log tells it (its attempts as
     ``events``, on the simulator's nodes); ``runs``: the replay without speculation ("none")
-    and under each policy, by name; ``fit``: the "none" replay's makespan over the observed
-    one (the model's check on a run without speculation); ``warnings``: what was wrong with the
-    log."""
+    and under each policy, by name (and "spark-as-run": Spark's rule with the job's own
+    settings, when its log says it ran with ``spark.speculation`` on); ``fit``: the "none"
+    replay's makespan over the observed one (the model's check on a run without speculation);
+    ``warnings``: what was wrong with the log."""
 
     path: str
     kind: str
@@ -125,7 +131,9 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
            interval: Optional[float] = None) -> ReplayResult:
     """Replay the job of ``log`` under no speculation and under each of ``policies`` (names such
     as "spark", "flink", or policy objects; default: every policy ``simulate`` knows by name,
-    with its peer system's defaults). See the module's docstring for the model.
+    with its peer system's defaults). A Spark log whose properties say the job ran with
+    ``spark.speculation`` on adds the run "spark-as-run": Spark's rule with the job's own
+    ``spark.speculation.*`` settings. See the module's docstring for the model.
 
     ``log``: a Spark event log (a JSON-lines file, plain or zstd-compressed, or a rolling
     ``eventlog_v2_*`` directory) or a log written by ``write_events``. ``interval``: seconds
@@ -147,12 +155,31 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
         warnings.warn(message, ReplayWarning, stacklevel=2)
     model, observed = build_model(job)
     runs = {"none": _run(model, None, interval)}
-    for (name, policy), given in zip(resolved, names):
-        label = given if isinstance(given, str) else name
+    labelled = [(given if isinstance(given, str) else name, policy) for (name, policy), given in zip(resolved, names)]
+    as_run = _logged_spark_policy(job)
+    if as_run is not None:
+        labelled.append((AS_RUN, as_run))
+    for label, policy in labelled:
         while label in runs:
             label += "'"
         runs[label] = _run(model, policy, interval)
     return ReplayResult(job.path, job.kind, job.application, model, observed, runs, tuple(job.warnings))
+
+
+def _logged_spark_policy(job: JobLog) -> Any:
+    """Spark's rule with the settings the job ran with, when its log says speculation was on;
+    settings this straggler does not know are a warning (and no such run)."""
+    if job.conf.get("spark.speculation", "false").strip().lower() != "true":
+        return None
+    keys = {k: v for k, v in job.conf.items()
+            if k.startswith("spark.speculation") or k in ("spark.executor.cores", "spark.task.cpus")}
+    try:
+        return SparkPolicy.from_conf(keys)
+    except (TypeError, ValueError) as exc:
+        message = f"{job.path}: the job's speculation settings cannot be replayed ({exc}); no {AS_RUN!r} run"
+        job.warnings.append(message)
+        warnings.warn(message, ReplayWarning, stacklevel=3)
+        return None
 
 
 def _run(model: ReplayModel, policy: Any, interval: Optional[float]) -> SimulationResult:
