@@ -36,7 +36,9 @@ Simplifications (against the executor and real clusters)
   under Flink, whose check also blocks nodes. ``check`` is a pure query and progress grows
   linearly, so skipping it changes no decision; it is what keeps 100,000 tasks fast.
 - No network, no data locality, no start-up cost of an attempt, no records (Spark's
-  efficiency test sees no processing rates), one stage.
+  efficiency test sees no processing rates), one stage. (``simulate_stages`` runs given
+  task sizes in several stages, one after another, on nodes of their own slots and speeds:
+  the model ``replay`` builds from a real job's log.)
 """
 
 from __future__ import annotations
@@ -323,8 +325,9 @@ def simulate_stages(
 
     ``stages[k]`` holds the sizes of stage k's tasks (seconds on a node of speed 1); node n has
     ``slots_per_node[n]`` slots and runs an attempt of a stage k task of size s in
-    ``s x speed[k][n]`` seconds. Each stage has a Detector of its own, as each Spark TaskSet has its statistics.
-    ``interval``: seconds between checks (default: the policy's own interval). The result sums
+    ``s x speed[k][n]`` seconds. Each stage has a Detector of its own, as each Spark TaskSet
+    has its own statistics. No attempt fails. ``interval``: seconds between checks (default:
+    the policy's own interval, which may be under ``simulate``'s floor of 1 s). The result sums
     the stages' counts; ``task_p50`` and ``task_p99`` are over every task's completion time
     from the start of its stage; events carry the stage's name (``names[k]``, default "k") and
     task ids numbered across the stages, in the job's time.
