@@ -117,3 +117,15 @@ def test_bad_arguments_are_refused_naming_them(kwargs, named):
     with pytest.raises(ValueError) as info:
         simulate_stages(**args)
     assert str(info.value).startswith(named), str(info.value)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_tasks_of_no_work_complete_when_they_start(policy):
+    # A log can hold tasks that took 0 ms: they take no time under any policy.
+    r = simulate_stages([[0.0] * 5, [0.0, 2.0]], [1, 2], [[1.0, 3.0], [1.0, 3.0]], policy)
+    spans = attempts(r)
+    assert {outcome for _, _, outcome, _, _ in spans.values()} <= {"finish", "kill"}
+    # Tasks 0-5 have no work: each winner ends when it starts.
+    assert all(end == start for (task, _), (start, end, outcome, _, _) in spans.items()
+               if task < 6 and outcome == "finish")
+    assert r.makespan <= 6.0
