@@ -225,6 +225,19 @@ def test_a_rolling_directory_of_several_files_reads_as_their_concatenation(tmp_p
     assert attempts_of(directory) == attempts_of(whole) == attempts_of(spark_log("nospec-rolling"))
 
 
+def test_a_rolling_file_cut_off_before_the_last_is_an_error_naming_it(tmp_path):
+    lines = plain_bytes("nospec-rolling").splitlines(keepends=True)
+    directory = tmp_path / "eventlog_v2_app-1"
+    directory.mkdir()
+    half = len(lines) // 2
+    first = zstd_stream(b"".join(lines[:half]))
+    (directory / "events_1_app-1.zstd").write_bytes(first[: len(first) - 20])
+    (directory / "events_2_app-1.zstd").write_bytes(zstd_stream(b"".join(lines[half:])))
+    with pytest.raises(ValueError, match="events_1_app-1.zstd: the zstd stream ends part way through a frame; "
+                                         "only the log's last file may end cut off"):
+        sg.replay(directory)
+
+
 def test_a_single_compressed_file_and_an_in_progress_one_are_read(tmp_path):
     data = plain_bytes("spec-plain")
     (tmp_path / "app-2.zstd").write_bytes(zstd_frames(data, frames=3))

@@ -193,7 +193,7 @@ class _LineReader:
         data, warning = decoded
         if warning is not None:
             if not last:
-                raise ValueError(warning.replace("ends part way", "ends before the log's last file, part way"))
+                raise ValueError(f"{warning}; only the log's last file may end cut off")
             self.cut = warning
         pieces = data.split(b"\n")
         for number, text in enumerate(pieces, 1):
