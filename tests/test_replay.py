@@ -548,6 +548,18 @@ def test_slowness_is_an_executor_s_median_over_its_stage_s_and_work_divides_by_i
     assert model.slowness == (1.0, 4.0)
 
 
+def test_tasks_that_never_succeeded_are_left_out_with_a_warning(tmp_path):
+    rows = [(0, 0, 0, "0", "a", 0, 1000, "Success", False),
+            (0, 1, 0, "0", "a", 1000, 2000, "ExceptionFailure", False),
+            (0, 1, 1, "0", "a", 2000, 2500, "ExceptionFailure", False),
+            (0, 2, 0, "0", "a", 2500, None, None, False)]
+    path = tmp_path / "a"
+    path.write_text(spark_events(rows))
+    with pytest.warns(sg.ReplayWarning, match="2 tasks never succeeded in the log"):
+        result = sg.replay(path, [])
+    assert result.model.task_ids == ((0,),) and result.observed.tasks == 1
+
+
 def test_the_first_success_wins_and_later_ones_count_as_wasted(tmp_path):
     rows = [(0, 0, 0, "0", "a", 0, 5000, "Success", False),
             (0, 0, 1, "1", "b", 1000, 3000, "Success", True),

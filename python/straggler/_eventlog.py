@@ -112,6 +112,11 @@ def read_log(path: Any) -> JobLog:
     if not any(a.outcome == "finish" for a in log.attempts):
         what = "no task attempt" if not log.attempts else "no task attempt that succeeded"
         raise ValueError(f"{target}: {what} in this {_KIND_NAMES[log.kind]}; nothing to replay")
+    done = {(a.stage, a.task) for a in log.attempts if a.outcome == "finish"}
+    undone = {(a.stage, a.task) for a in log.attempts} - done
+    if undone and reader.cut is None:
+        log.warnings.append(f"{target}: {len(undone)} tasks never succeeded in the log (they failed for good, or "
+                            f"still ran when it ended); the replay leaves them out")
     return log
 
 

@@ -24,7 +24,8 @@ The model
 What it leaves out: data locality and the cost of moving data (a copy runs as fast as on the
 executor's own data), failures (failed attempts' time shows in the observed row only),
 executors that come and go (all are there from the start), stages that ran side by side (run
-one after another), and tasks that never succeeded (a log cut short).
+one after another), and tasks that never succeeded (failed for good, or still running where
+the log ends; a warning says how many).
 """
 
 from __future__ import annotations
