@@ -217,13 +217,13 @@ def _check_plot_path(path: str, command: str = "simulate") -> None:
         _fail(command, f"argument --plot: expected a file name such as timeline.png, got {path!r}")
     if os.path.isdir(path) or path.endswith(os.sep):
         _fail(command, f"argument --plot: {path!r} is a directory; expected a file name in it, such as "
-                          f"{os.path.join(path, 'timeline.png')!r}")
+                       f"{os.path.join(path, 'timeline.png')!r}")
     extension = os.path.splitext(path)[1]
     if extension.lstrip(".").lower() not in formats:
         # matplotlib would add ".png" to a name without one (or fail after the run on another).
         found = f"{extension!r}" if extension else "none"
         _fail(command, f"argument --plot: expected a file extension naming an image format ({known}), "
-                          f"got {found} in {path!r}")
+                       f"got {found} in {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         _fail(command, f"argument --plot: no such directory: {folder!r}")
