@@ -17,6 +17,7 @@ from straggler._context import (
 from straggler._core import Candidates, Detector, QuantileSketch, __version__
 from straggler._export import read_events, write_events
 from straggler._records import AttemptEvent, ExecutorStats
+from straggler._replay import ReplayResult, ReplayWarning, replay
 from straggler.executor import SpeculativeExecutor
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 from straggler.simulation import SimulationResult, simulate
@@ -36,6 +37,8 @@ __all__ = [
     "LatePolicy",
     "MantriPolicy",
     "QuantileSketch",
+    "ReplayResult",
+    "ReplayWarning",
     "SimulationResult",
     "SmallpondPolicy",
     "SparkPolicy",
@@ -47,6 +50,7 @@ __all__ = [
     "options",
     "plot_timeline",
     "read_events",
+    "replay",
     "simulate",
     "write_events",
 ]

@@ -2,6 +2,7 @@
 
     python -m straggler demo      # a real job with injected stragglers, without and with speculation
     python -m straggler simulate  # every policy against no speculation, in simulated time
+    python -m straggler replay LOG  # a real job's log (Spark's or ours) replayed under every policy
 
 Subcommands live in ``_COMMANDS``; each is a function that adds its arguments to its parser
 and one that runs it, so ``simulate`` and others slot in beside ``demo``.
@@ -203,29 +204,29 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
                              ".pdf, ...; needs matplotlib: pip install 'straggler[plot]')")
 
 
-def _check_plot_path(path: str) -> None:
+def _check_plot_path(path: str, command: str = "simulate") -> None:
     """Refuse a --plot path the timeline cannot be written to, before any simulation runs (it
     takes a while): one line and exit code 2, as for any bad argument."""
     try:
         from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
-        _fail("simulate", "argument --plot needs matplotlib: pip install 'straggler[plot]'")
+        _fail(command, "argument --plot needs matplotlib: pip install 'straggler[plot]'")
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     known = ", ".join(f".{f}" for f in formats)
     if not path:
-        _fail("simulate", f"argument --plot: expected a file name such as timeline.png, got {path!r}")
+        _fail(command, f"argument --plot: expected a file name such as timeline.png, got {path!r}")
     if os.path.isdir(path) or path.endswith(os.sep):
-        _fail("simulate", f"argument --plot: {path!r} is a directory; expected a file name in it, such as "
-                          f"{os.path.join(path, 'timeline.png')!r}")
+        _fail(command, f"argument --plot: {path!r} is a directory; expected a file name in it, such as "
+                       f"{os.path.join(path, 'timeline.png')!r}")
     extension = os.path.splitext(path)[1]
     if extension.lstrip(".").lower() not in formats:
         # matplotlib would add ".png" to a name without one (or fail after the run on another).
         found = f"{extension!r}" if extension else "none"
-        _fail("simulate", f"argument --plot: expected a file extension naming an image format ({known}), "
-                          f"got {found} in {path!r}")
+        _fail(command, f"argument --plot: expected a file extension naming an image format ({known}), "
+                       f"got {found} in {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        _fail("simulate", f"argument --plot: no such directory: {folder!r}")
+        _fail(command, f"argument --plot: no such directory: {folder!r}")
     # os.access answers for the mode bits; creating a file also meets what they do not show
     # (a read-only or special file system such as /proc, root's rights, quotas).
     reason = None if os.access(folder, os.W_OK | os.X_OK) else "permission denied"
@@ -239,7 +240,7 @@ def _check_plot_path(path: str) -> None:
     if reason is None and os.path.exists(path) and not os.access(path, os.W_OK):
         reason = f"{path!r} is not writable"
     if reason is not None:
-        _fail("simulate", f"argument --plot: cannot write in {folder!r}: {reason}")
+        _fail(command, f"argument --plot: cannot write in {folder!r}: {reason}")
 
 
 def _option_names(message: str, names: Sequence[str]) -> str:
@@ -310,6 +311,89 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- replay -------------------------------------------------------------------------------------
+
+
+def _add_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", metavar="LOG",
+                        help="a Spark event log: a file of JSON lines (plain or .zstd) or Spark 4's rolling "
+                             "eventlog_v2_* directory; or a log written by straggler's write_events")
+    parser.add_argument("--policy", action="append", choices=_SIM_POLICIES, metavar="P",
+                        help=f"a policy to replay the job under, with its peer system's defaults: "
+                             f"{', '.join(_SIM_POLICIES)}; repeat for several (default: all)")
+    parser.add_argument("--interval", type=text_real(MIN_INTERVAL, 1e6), default=None,
+                        help=f"seconds between a policy's checks, from {MIN_INTERVAL:g} (default: each policy's own)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="write a timeline of the observed run, the replay without speculation and the first "
+                             "--policy (spark when none is given), in the format the extension names (.png, .svg, "
+                             ".pdf, ...; needs matplotlib: pip install 'straggler[plot]')")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import warnings
+
+    from straggler._replay import ReplayWarning, replay
+
+    if args.plot is not None:
+        _check_plot_path(args.plot, "replay")
+    policies = list(dict.fromkeys(args.policy or _SIM_POLICIES))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReplayWarning)
+        try:
+            result = replay(args.log, policies, interval=args.interval)
+        except (ValueError, ImportError, OSError) as exc:
+            _fail("replay", _one_line(exc))
+    for warning in caught:
+        if issubclass(warning.category, ReplayWarning):
+            sys.stderr.write(f"straggler replay: warning: {_one_line(warning.message)}\n")
+    model = result.model
+    kind = "Spark event log" if result.kind == "spark" else "straggler log"
+    app = f" of {result.application}" if result.application else ""
+    tasks = sum(len(w) for w in model.work)
+    print(f"straggler replay: {result.path}: {kind}{app}: {_count(len(model.stages), 'stage')}, "
+          f"{_count(tasks, 'task')}, {_count(len(model.executors), 'executor')} "
+          f"({_count(sum(model.slots), 'slot')})")
+    print(f"executor: slots, slowness in stage {', '.join(model.stages)} (its median task time over the stage's)")
+    # The slowest first when there are many; the rest summed up in one line.
+    order = sorted(range(len(model.executors)), key=lambda n: -max(row[n] for row in model.stage_slowness))
+    listed = range(len(model.executors)) if len(order) <= _REPLAY_EXECUTORS_SHOWN else order[:_REPLAY_EXECUTORS_SHOWN]
+    for n in listed:
+        e, h, k = model.executors[n], model.hosts[n], model.slots[n]
+        slowness = ", ".join(f"{row[n]:.2f}x" for row in model.stage_slowness)
+        print(f"  {e}{f' ({h})' if h else ''}: {_count(k, 'slot')}, {slowness}")
+    if len(order) > _REPLAY_EXECUTORS_SHOWN:
+        print(f"  ... and {len(order) - _REPLAY_EXECUTORS_SHOWN} faster executors")
+    print()
+    print(result.table())
+    observed, none = result.observed, result.runs["none"]
+    off = 100 * (none.makespan / observed.makespan - 1) if observed.makespan > 0 else math.nan
+    print()
+    note = ("" if observed.speculative == 0 else
+            "; the observed run speculated, so compare it with its policy's row rather than with none")
+    print(f"model check: the replay without speculation takes {none.makespan:.2f} s, {off:+.1f} % against the "
+          f"observed {observed.makespan:.2f} s{note}")
+    if args.plot is not None:
+        shown = policies[0] if args.policy else "spark"
+        panels = {"observed": observed, "replay: no speculation": none, f"replay: {shown}": result.runs[shown]}
+        try:
+            sg.plot_timeline(panels, args.plot, title=f"straggler replay: {os.path.basename(result.path)}")
+        except OSError as exc:
+            _fail("replay", f"argument --plot: cannot write {args.plot!r}: {exc.strerror or exc}")
+        print(f"\ntimeline written to {args.plot}")
+    return 0
+
+
+_REPLAY_EXECUTORS_SHOWN = 12
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
 def _fail(command: str, message: str) -> None:
     """A bad argument found after parsing: one line on stderr, exit code 2 (as argparse)."""
     sys.stderr.write(f"straggler {command}: error: {message}\n")
@@ -322,6 +406,8 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Calla
     "demo": ("run a real job with injected stragglers, without and with speculation", _add_demo, _demo),
     "simulate": (("simulate a job on a cluster with slow nodes, in virtual time: every policy against no "
                   "speculation"), _add_simulate, _simulate),
+    "replay": ("replay a real job's log (Spark's event log, or straggler's) under no speculation and every "
+               "policy", _add_replay, _replay),
 }
 
 

@@ -36,13 +36,16 @@ Simplifications (against the executor and real clusters)
   under Flink, whose check also blocks nodes. ``check`` is a pure query and progress grows
   linearly, so skipping it changes no decision; it is what keeps 100,000 tasks fast.
 - No network, no data locality, no start-up cost of an attempt, no records (Spark's
-  efficiency test sees no processing rates), one stage.
+  efficiency test sees no processing rates), one stage. (``simulate_stages`` runs given
+  task sizes in several stages, one after another, on nodes of their own slots and speeds:
+  the model ``replay`` builds from a real job's log.)
 """
 
 from __future__ import annotations
 
 import collections
 import heapq
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -55,7 +58,10 @@ from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
 
-__all__ = ["MAX_NODES", "MAX_SLOTS", "MAX_TASKS", "POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate"]
+__all__ = [
+    "MAX_NODES", "MAX_SLOTS", "MAX_TASKS", "POLICY_NAMES", "SimulationResult", "resolve_policy", "simulate",
+    "simulate_stages",
+]
 
 # The policies ``simulate`` and the command line know by name, with their own defaults.
 POLICY_NAMES: dict[str, Any] = {
@@ -303,6 +309,92 @@ def simulate(
     ).run()
 
 
+def simulate_stages(
+    stages: Sequence[Sequence[float]],
+    slots_per_node: Sequence[int],
+    speed: Sequence[Sequence[float]],
+    policy: Any = None,
+    *,
+    gaps: Optional[Sequence[float]] = None,
+    names: Optional[Sequence[str]] = None,
+    slow_nodes: Sequence[int] = (),
+    interval: Optional[float] = None,
+) -> SimulationResult:
+    """Run a job of stages one after another, each a barrier (as a Spark job's shuffle): stage k
+    starts ``gaps[k]`` seconds after stage k-1's last task completed (``gaps[0]`` after 0).
+
+    ``stages[k]`` holds the sizes of stage k's tasks (seconds on a node of speed 1); node n has
+    ``slots_per_node[n]`` slots and runs an attempt of a stage k task of size s in
+    ``s x speed[k][n]`` seconds. Each stage has a Detector of its own, as each Spark TaskSet
+    has its own statistics. No attempt fails. ``interval``: seconds between checks (default:
+    the policy's own interval, which may be under ``simulate``'s floor of 1 s). The result sums
+    the stages' counts; ``task_p50`` and ``task_p99`` are over every task's completion time
+    from the start of its stage; events carry the stage's name (``names[k]``, default "k") and
+    task ids numbered across the stages, in the job's time.
+    """
+    name, policy_obj = resolve_policy(policy)
+    if not stages:
+        raise ValueError("stages must hold at least one stage, got none")
+    nodes = len(slots_per_node)
+    if nodes == 0:
+        raise ValueError("slots_per_node must name at least one node, got none")
+    if len(speed) != len(stages):
+        raise ValueError(f"speed must have one row per stage ({len(stages)}), got {len(speed)}")
+    slots = [integer(f"slots_per_node[{n}]", k, low=0) for n, k in enumerate(slots_per_node)]
+    if sum(slots) < 1:
+        raise ValueError(f"slots_per_node must give at least one slot, got {list(slots_per_node)!r}")
+    if sum(slots) > MAX_SLOTS:
+        raise ValueError(f"slots_per_node must give at most {MAX_SLOTS} slots, got {sum(slots)}")
+    speeds = []
+    for k, row in enumerate(speed):
+        if len(row) != nodes:
+            raise ValueError(f"speed[{k}] must have one entry per node ({nodes}), got {len(row)}")
+        speeds.append([real(f"speed[{k}][{n}]", v, low=0.0, low_open=True, high=MAX_SECONDS)
+                       for n, v in enumerate(row)])
+    gaps = [0.0] * len(stages) if gaps is None else list(gaps)
+    if len(gaps) != len(stages):
+        raise ValueError(f"gaps must have one entry per stage ({len(stages)}), got {len(gaps)}")
+    gaps = [real(f"gaps[{k}]", g, low=0.0) for k, g in enumerate(gaps)]
+    names = [str(k) for k in range(len(stages))] if names is None else [str(n) for n in names]
+    if len(names) != len(stages):
+        raise ValueError(f"names must have one entry per stage ({len(stages)}), got {len(names)}")
+    if interval is None:
+        interval = float(policy_obj.interval) if policy_obj is not None else 1.0
+    interval = real("interval", interval, low=MIN_INTERVAL)
+
+    rows: list[tuple] = []
+    times: list[float] = []
+    counts = dict(speculative=0, speculative_wins=0, attempts=0, failures=0, killed=0, failed_tasks=0)
+    useful = wasted = 0.0
+    clock = 0.0
+    first_task = 0
+    for k, sizes in enumerate(stages):
+        sizes = [real(f"stages[{k}][{i}]", s, low=0.0, high=MAX_SECONDS) for i, s in enumerate(sizes)]
+        if not sizes:
+            raise ValueError(f"stages[{k}] must hold at least one task, got none")
+        run = _Simulation(name, policy_obj, slots, sizes, speeds[k], tuple(slow_nodes), 0.0, random.Random(0), 4,
+                          interval, 0, stage_name=names[k]).run()
+        start = clock + gaps[k]
+        for row in run.events._rows:
+            rows.append((row[0], row[1] + start, row[2] + first_task, *row[3:]))
+        # Completion times within the stage (simulate's task_p50 counts from 0, the stage's start).
+        ends = [row[1] for row in run.events._rows if row[0] == "finish"]
+        times.extend(ends)
+        for field in counts:
+            counts[field] += getattr(run, field)
+        useful += run.useful_seconds
+        wasted += run.wasted_seconds
+        clock = start + run.makespan
+        first_task += len(sizes)
+    p50, p99 = np.percentile(times, [50, 99]).tolist() if times else (math.nan, math.nan)
+    total = useful + wasted
+    return SimulationResult(
+        policy=name, tasks=first_task, nodes=nodes, seed=0, makespan=clock, task_p50=p50, task_p99=p99,
+        useful_seconds=useful, wasted_seconds=wasted, wasted_fraction=wasted / total if total > 0 else 0.0,
+        slow_nodes=tuple(slow_nodes), events=EventLog(rows), **counts,
+    )
+
+
 def _build(tasks: Any, nodes: Any, slow_nodes: Any = 0, slow_factor: Any = 1.0, policy: Any = None,
            seed: Any = 0, distribution: Any = "lognormal", failure_rate: Any = 0.0, *, slots_per_node: Any = 1,
            task_time: Any = 60.0, sigma: Any = 0.5, shape: Any = 2.0, max_failures: Any = 4,
@@ -315,9 +407,12 @@ def _build(tasks: Any, nodes: Any, slow_nodes: Any = 0, slow_factor: Any = 1.0, 
     slow = tuple(sorted(int(n) for n in rng.choice(a["nodes"], size=a["slow_nodes"], replace=False)))
     # Failures draw from their own stream, so a run without failures draws nothing from it.
     fail_rng = random.Random(a["seed"])
+    speed = [1.0] * a["nodes"]
+    for node in slow:
+        speed[node] = a["slow_factor"]
     return _Simulation(
-        a["name"], a["policy"], a["tasks"], a["nodes"], a["slots_per_node"], sizes.tolist(), slow,
-        a["slow_factor"], a["failure_rate"], fail_rng, a["max_failures"], a["interval"], a["seed"],
+        a["name"], a["policy"], [a["slots_per_node"]] * a["nodes"], sizes.tolist(), speed, slow,
+        a["failure_rate"], fail_rng, a["max_failures"], a["interval"], a["seed"],
     )
 
 
@@ -326,22 +421,25 @@ class _Simulation:
     keep the per-event work small; the event heap holds (time, sequence, attempt) with
     attempt -1 for "a blocked node was released"."""
 
-    def __init__(self, name: str, policy: Any, tasks: int, nodes: int, slots_per_node: int,
-                 sizes: list[float], slow: tuple[int, ...], slow_factor: float, failure_rate: float,
-                 fail_rng: random.Random, max_failures: int, interval: float, seed: int) -> None:
+    def __init__(self, name: str, policy: Any, slots_per_node: Sequence[int], sizes: list[float],
+                 speed: Sequence[float], slow: tuple[int, ...], failure_rate: float, fail_rng: random.Random,
+                 max_failures: int, interval: float, seed: int, stage_name: str = _STAGE) -> None:
+        """Node n has ``slots_per_node[n]`` slots and runs an attempt of task t in
+        ``sizes[t] x speed[n]`` seconds; ``slow`` names the slow nodes for the result."""
         from straggler._core import Detector
 
+        tasks = len(sizes)
+        nodes = len(slots_per_node)
         self.name = name
         self.policy = policy
         self.kind = policy.kind if policy is not None else None
         self.n_tasks = tasks
         self.n_nodes = nodes
-        self.slots = nodes * slots_per_node
+        self.slots = sum(slots_per_node)
         self.sizes = sizes
         self.slow = slow
-        self.speed = [1.0] * nodes
-        for node in slow:
-            self.speed[node] = slow_factor
+        self.speed = list(speed)
+        self.stage_name = stage_name
         self.failure_rate = failure_rate
         self.fail_rng = fail_rng
         self.max_failures = max_failures
@@ -349,14 +447,16 @@ class _Simulation:
         self.seed = seed
 
         self.detector = Detector(policy=policy)
-        stage = self.detector.add_stage(num_tasks=tasks, name=_STAGE)
+        stage = self.detector.add_stage(num_tasks=tasks, name=stage_name)
         self.detector.add_tasks(stage, tasks)
 
-        # Slots: node n owns slots n*k .. n*k+k-1; a node is in free_nodes while it has a free slot.
+        # Slots: node n owns the k = slots_per_node[n] slots from first[n] on, taken lowest first;
+        # a node is in free_nodes while it has a free slot.
+        first = [0, *itertools.accumulate(slots_per_node)]
         self.free_slots_of: list[list[int]] = [
-            list(range((n + 1) * slots_per_node - 1, n * slots_per_node - 1, -1)) for n in range(nodes)
+            list(range(first[n + 1] - 1, first[n] - 1, -1)) for n in range(nodes)
         ]
-        self.free_nodes: dict[int, int] = {n: slots_per_node for n in range(nodes)}
+        self.free_nodes: dict[int, int] = {n: k for n, k in enumerate(slots_per_node) if k > 0}
         self.n_free = self.slots
         # LATE's heartbeats read the running attempts per slot as arrays.
         self.slot_attempt = np.full(self.slots, -1, dtype=np.int64)
@@ -444,7 +544,7 @@ class _Simulation:
             self.slot_duration[slot] = max(self.sizes[task] * self.speed[node], 1e-9)
         self.seq += 1
         heapq.heappush(self.heap, (now + duration, self.seq, attempt, ok))
-        self.log.append(("start", now, task, number, _STAGE, node, speculative, *why))
+        self.log.append(("start", now, task, number, self.stage_name, node, speculative, *why))
 
     def end(self, attempt: int, now: float, outcome: str, reason: Optional[str] = None) -> None:
         """Free the attempt's slot and tell the Detector; ``outcome``: finish, fail or kill."""
@@ -469,9 +569,9 @@ class _Simulation:
         else:
             self.wasted += seconds
         if reason is None:
-            self.log.append((outcome, now, task, self.a_number[attempt], _STAGE, node, speculative))
+            self.log.append((outcome, now, task, self.a_number[attempt], self.stage_name, node, speculative))
         else:
-            self.log.append((outcome, now, task, self.a_number[attempt], _STAGE, node, speculative, None, None,
+            self.log.append((outcome, now, task, self.a_number[attempt], self.stage_name, node, speculative, None, None,
                              reason))
 
     def settle(self, attempt: int, now: float, ok: bool) -> None:
