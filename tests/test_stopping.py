@@ -80,24 +80,34 @@ def test_heartbeat_timeout_stops_an_attempt_that_went_silent():
     assert ex.stats().timeouts == 1
 
 
+_timed_out_seen = threading.Event()
+
+
 def original_spins_copy_works(i: int) -> int:
     attempt = sg.current_attempt()
     if attempt.attempt == 0:
         while True:
             pass
-    for _ in range(70):  # 0.7 s: still running when the original's 1 s limit passes
-        time.sleep(0.01)
+    # Run on until the original has been timed out (polled by the test), so the copy is
+    # running when that happens, however loaded the machine is.
+    while not _timed_out_seen.wait(0.01):
         sg.heartbeat()
     return attempt.attempt
 
 
 def test_a_running_copy_is_not_killed_because_the_original_timed_out():
-    # Spark copies the spinning original at ~0.4 s; the original times out at 1 s while the
-    # copy runs (its own limit is 1 s from its own start); the copy must finish and win.
-    policy = sg.SparkPolicy(quantile=0.5, min_runtime=0.4, interval=0.02)
+    # Spark copies the spinning original after min_runtime=1 s; the original times out at 2 s
+    # while the copy runs (its own limit is 2 s from its own start, so about 1 s away); the
+    # copy must finish and win.
+    _timed_out_seen.clear()
+    policy = sg.SparkPolicy(quantile=0.5, min_runtime=1.0, interval=0.02)
     with sg.SpeculativeExecutor(max_workers=4, policy=policy, interval=0.02, stop_grace=0.1) as ex:
         [f.result(timeout=30) for f in [ex.submit(abs, -i) for i in range(3)]]
-        f = ex.submit(sg.options(original_spins_copy_works, timeout=1.0), 0)
+        f = ex.submit(sg.options(original_spins_copy_works, timeout=2.0), 0)
+        deadline = time.monotonic() + 30
+        while ex.stats().timeouts == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _timed_out_seen.set()
         assert f.result(timeout=30) == 1
     stats = ex.stats()
     assert stats.timeouts == 1 and stats.failures == 1 and stats.speculative_wins == 1

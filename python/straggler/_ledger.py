@@ -85,10 +85,9 @@ class Attempt:
                  "why", "__weakref__")
 
     node = 0  # engines without nodes to choose run everything on node 0
-    # The policy's decision behind a copy or a restart, (elapsed, threshold): set by
-    # ``take_locked`` on those attempts only (never assigned otherwise, so the per-task path
-    # pays nothing); read it with ``getattr(attempt, "why", None)``.
-    why: tuple[float, float]
+    # The policy's decision behind a copy or a restart, (elapsed, threshold), set by
+    # ``take_locked``; None on every other attempt.
+    why: Optional[tuple[float, float]]
 
     def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
         self.task = task
@@ -106,6 +105,7 @@ class Attempt:
         self.timed_out: Optional[AttemptTimeout] = None  # set when the scheduler stops it for time
         self.restarted = False  # stopped by a kill-and-restart (Mantri): its end is no failure
         self._context: Optional[AttemptContext] = None
+        self.why = None
 
     @property
     def _live(self) -> "Attempt":
@@ -350,7 +350,7 @@ class Ledger:
         task = attempt.task
         rerun = factory(task, attempt.number, attempt.speculative, self.clock)
         rerun.cancelled = attempt.cancelled
-        why = getattr(attempt, "why", None)
+        why = attempt.why
         if why is not None:
             rerun.why = why
         # The lost run was last seen alive at its last heartbeat (the rerun starts only once the
@@ -652,7 +652,7 @@ def event_row(kind: str, attempt: Attempt) -> tuple:
     Called when it is logged: the fields read are set by then and never change after."""
     task = attempt.task
     if kind == START:
-        why = getattr(attempt, "why", None)
+        why = attempt.why
         if why is None:
             return ("start", attempt.start, task.id, attempt.number, task.stage, attempt.node, attempt.speculative)
         return ("start", attempt.start, task.id, attempt.number, task.stage, attempt.node, attempt.speculative,
