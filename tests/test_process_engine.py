@@ -203,11 +203,12 @@ def test_a_timed_out_attempt_is_retried_and_the_retry_gives_the_value(engine):
 
 
 def test_heartbeats_from_a_worker_keep_heartbeat_timeout_away():
-    # Runs 1 s, three times its heartbeat_timeout: only heartbeats that reach the scheduler
-    # keep it from timing out.
+    # Runs 3 s, three times its heartbeat_timeout: only heartbeats that reach the scheduler
+    # keep it from timing out. (A 0.3 s limit failed under a load of 7 on 2 cores: a beat
+    # every 10 ms still left a gap that long.)
     with sg.SpeculativeExecutor("processes", max_workers=1, policy=None, interval=0.02,
-                                heartbeat_timeout=0.3, max_failures=1) as ex:
-        assert ex.submit(beats_for, 1.0).result(timeout=120) > 0
+                                heartbeat_timeout=1.0, max_failures=1) as ex:
+        assert ex.submit(beats_for, 3.0).result(timeout=120) > 0
         silent = ex.submit(sleeps_for_ever)
         assert isinstance(silent.exception(timeout=120), sg.AttemptTimeout)
     assert ex.stats().timeouts == 1

@@ -63,8 +63,11 @@ _NAN = math.nan
 _OK, _RAISED, _UNLOADABLE, _UNSENDABLE = "ok", "raised", "unloadable", "unsendable"
 
 
-# The longest a new worker process may take to report that it is ready.
-_START_TIMEOUT = 5.0
+# The longest a new worker process may take to report that it is ready: generous, because a
+# spawned interpreter that imports numpy and the task's modules on a loaded machine can take
+# several seconds (5 s was too short on 2 cores under load); it only bounds a worker that will
+# never be ready (stopped, or stuck in an import).
+_START_TIMEOUT = 30.0
 
 class _Undelivered(Exception):
     """The worker died before the attempt reached it."""
