@@ -281,10 +281,11 @@ def test_copies_are_what_plan_copies_decides_for_the_replayed_detector(policy):
     assert checks > 10 and compared == r.speculative > 0
 
 
-def test_mantri_starts_no_copy_when_every_task_is_the_same_length():
-    """The issue's no-straggler workload: equal tasks, no slow node."""
+@pytest.mark.parametrize("input_sizes", [False, True])
+def test_mantri_starts_no_copy_when_every_task_is_the_same_length(input_sizes):
+    """The issue's no-straggler workload: equal tasks, no slow node (sizes known or not)."""
     settings = dict(tasks=400, nodes=50, slots_per_node=2, sigma=0.0, seed=3)
-    mantri = sg.simulate(policy="mantri", **settings)
+    mantri = sg.simulate(policy="mantri", input_sizes=input_sizes, **settings)
     none = sg.simulate(policy=None, **settings)
     assert mantri.speculative == 0
     assert mantri.makespan <= 1.02 * none.makespan
