@@ -238,7 +238,12 @@ impl Mantri {
                 continue;
             };
             let task = live.task[slot] as usize;
-            let rule = stage_rules.of_task(tasks.input_bytes[task], self.interval);
+            // A task's bytes are read only where its stage has a time per byte to scale.
+            let rule = if stage_rules.per_byte.is_some() {
+                stage_rules.of_task(tasks.input_bytes[task], self.interval)
+            } else {
+                stage_rules.durations
+            };
             let elapsed = ctx.now - live.start[slot];
             let beat = &live.beat[slot];
             let remaining = if !beat.progress.is_nan() && beat.progress_rate > 0.0 {
@@ -250,7 +255,7 @@ impl Mantri {
                 supports[s].remaining(view.stages[s], rule, elapsed)
             };
             // Both tests need at least this (c / (c + 1) < 1), so most attempts stop here,
-            // before the task table is read. Only while some task runs several attempts
+            // before the rest of the task table is read. Only while some task runs several attempts
             // (then a running copy is flagged) must a stopped attempt still be seen: it may be
             // its task's quickest, which then judges, and fails, the task.
             let passes = remaining > rule.least;
