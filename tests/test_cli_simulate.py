@@ -65,6 +65,16 @@ def test_simulate_without_policy_compares_them_all_and_runs_average_seeds():
     assert list(table(done.stdout)) == ["none", "spark", "spark4", "flink", "smallpond", "late", "mantri"]
 
 
+def test_input_sizes_tell_the_detector_the_task_sizes():
+    done = run("simulate", *SMALL, "--policy", "mantri", "--input-sizes")
+    assert done.returncode == 0, done.stderr
+    assert "sizes known as input bytes" in done.stdout
+    r = sg.simulate(60, 10, 2, 4.0, policy="mantri", seed=1, input_sizes=True)
+    assert float(table(done.stdout)["mantri"][0]) == pytest.approx(r.makespan, abs=0.05)
+    refused = run("simulate", "--input-sizes", "--sigma", "3")
+    assert refused.returncode == 2 and "--sigma" in refused.stderr and "--input-sizes" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [

@@ -154,6 +154,81 @@ def test_other_policies_answer_action_zero(detector_cls):
     assert result.task.tolist() == [1] and result.action.tolist() == [COPY]
 
 
+# --- data-size-aware t_new: the stage's time per byte times the task's bytes --------------------
+
+
+def sized_stage(det, sizes, nodes, n=None):
+    n = len(sizes) if n is None else n
+    stage = det.add_stage(num_tasks=n)
+    tasks = det.add_tasks(stage, n, input_bytes=sizes).tolist()
+    attempts = det.start_many(tasks, 0.0, nodes=nodes).tolist()
+    return tasks, attempts
+
+
+def test_a_large_healthy_task_is_not_restarted_one_as_large_on_a_slow_node_is(detector_cls):
+    # Three tasks of 128 bytes took 1 s: 1/128 s per byte. Two tasks of 1280 bytes (t_new
+    # 10 s, the restart bar 10 + Δ = 11 s): one on a healthy node at 0.1 per second
+    # (t_rem 9 s), one on a node four times slower (t_rem 36 s).
+    det = detector_cls(MantriPolicy(interval=1.0))
+    _, attempts = sized_stage(det, [128, 128, 128, 1280, 1280], nodes=[0, 0, 0, 0, 1])
+    finish_at(det, attempts[:3], [1.0, 1.0, 1.0])
+    det.heartbeat(attempts[3], 1.0, progress=0.1)
+    det.heartbeat(attempts[4], 4.0, progress=0.1)
+    assert rows(det.check(4.0, pending=5)) == [(4, RESTART, 11.0)]
+
+
+def test_without_bytes_the_same_large_task_is_restarted(detector_cls):
+    # The same stage with unknown sizes: E[t_new] = 1 s, so 9 s left is past 1 + Δ.
+    det = detector_cls(MantriPolicy(interval=1.0))
+    _, attempts = sized_stage(det, None, nodes=[0, 0, 0, 0, 1], n=5)
+    finish_at(det, attempts[:3], [1.0, 1.0, 1.0])
+    det.heartbeat(attempts[3], 1.0, progress=0.1)
+    det.heartbeat(attempts[4], 4.0, progress=0.1)
+    assert rows(det.check(4.0, pending=5)) == [(4, RESTART, 2.0), (3, RESTART, 2.0)]
+
+
+def test_a_copy_is_judged_against_the_scaled_quantile(detector_cls):
+    # Times per byte 1/128, 2/128, 3/128, 4/128 (q at rank 1: 2/128); a task of 512 bytes
+    # has q = 8 s, so with no task waiting a copy needs t_rem / 2 > 8.
+    det = detector_cls(MantriPolicy(interval=1.0))
+    _, attempts = sized_stage(det, [128, 128, 128, 128, 512], nodes=None)
+    finish_at(det, attempts[:4], [1.0, 2.0, 3.0, 4.0])
+    det.heartbeat(attempts[4], 4.0, progress=0.25)  # t_rem = 12: 6 is not over 8
+    assert len(det.check(4.0)) == 0
+    det.heartbeat(attempts[4], 8.0, progress=0.25)  # t_rem = 24: 12 > 8
+    assert rows(det.check(8.0)) == [(4, COPY, 16.0)]
+
+
+def test_without_progress_a_sized_task_is_read_against_its_scaled_times(detector_cls):
+    # Successes of 128 bytes in 1, 2, 3 and 10 s; a task of 256 bytes: its t_new values are
+    # 2, 4, 6, 20 and q = 4.
+    det = detector_cls(MantriPolicy())
+    _, attempts = sized_stage(det, [128, 128, 128, 128, 256], nodes=None)
+    finish_at(det, attempts[:4], [1.0, 2.0, 3.0, 10.0])
+    assert len(det.check(2.5)) == 0  # above 2.5: [4, 6, 20], t_rem 6 − 2.5 = 3.5, half not over 4
+    assert rows(det.check(5.0)) == [(4, COPY, 8.0)]  # above 5: [6, 20], t_rem 15
+
+
+@pytest.mark.parametrize("last", [0, -1])
+def test_a_task_of_zero_or_unknown_bytes_keeps_the_durations(detector_cls, last):
+    det = detector_cls(MantriPolicy(interval=1.0))
+    _, attempts = sized_stage(det, [128, 128, 128, last], nodes=None)
+    finish_at(det, attempts[:3], [1.0, 1.0, 1.0])
+    det.heartbeat(attempts[3], 1.0, progress=0.5)  # t_rem 1: E[t_new] + Δ = 2, q = 1
+    assert len(det.check(1.0, pending=1)) == 0
+    det.heartbeat(attempts[3], 4.0, progress=0.5)  # t_rem 4
+    assert rows(det.check(4.0, pending=1)) == [(3, RESTART, 2.0)]
+
+
+def test_the_time_per_byte_needs_min_samples_successes_with_known_bytes(detector_cls):
+    # Three successes, but only two of known bytes: the durations judge the 1280-byte task.
+    det = detector_cls(MantriPolicy(interval=1.0))
+    _, attempts = sized_stage(det, [128, 128, -1, 1280], nodes=None)
+    finish_at(det, attempts[:3], [1.0, 1.0, 1.0])
+    det.heartbeat(attempts[3], 1.0, progress=0.1)  # t_rem 9 > 1 + 1
+    assert rows(det.check(1.0, pending=1)) == [(3, RESTART, 2.0)]
+
+
 # --- the workloads ------------------------------------------------------------------------
 
 

@@ -186,6 +186,7 @@ def test_a_policy_object_is_used_as_given():
         ("failure_rate", -0.1, ValueError), ("slots_per_node", 0, ValueError), ("task_time", 0.0, ValueError),
         ("task_time", math.inf, ValueError), ("sigma", -1.0, ValueError), ("shape", 1.0, ValueError),
         ("max_failures", 0, ValueError), ("interval", 0.0, ValueError),
+        ("input_sizes", 1, TypeError), ("input_sizes", None, TypeError),
     ],
 )
 def test_bad_arguments_are_rejected_naming_the_argument(argument, value, error):
@@ -280,10 +281,11 @@ def test_copies_are_what_plan_copies_decides_for_the_replayed_detector(policy):
     assert checks > 10 and compared == r.speculative > 0
 
 
-def test_mantri_starts_no_copy_when_every_task_is_the_same_length():
-    """The issue's no-straggler workload: equal tasks, no slow node."""
+@pytest.mark.parametrize("input_sizes", [False, True])
+def test_mantri_starts_no_copy_when_every_task_is_the_same_length(input_sizes):
+    """The issue's no-straggler workload: equal tasks, no slow node (sizes known or not)."""
     settings = dict(tasks=400, nodes=50, slots_per_node=2, sigma=0.0, seed=3)
-    mantri = sg.simulate(policy="mantri", **settings)
+    mantri = sg.simulate(policy="mantri", input_sizes=input_sizes, **settings)
     none = sg.simulate(policy=None, **settings)
     assert mantri.speculative == 0
     assert mantri.makespan <= 1.02 * none.makespan
@@ -294,6 +296,45 @@ def test_mantri_restarts_kill_the_attempt_and_start_a_new_one():
     kinds = [e.kind for e in r.events]
     assert r.killed > 0 and "kill" in kinds
     assert r.speculative > 0
+
+
+# --- input_sizes: the Detector learns each task's size as its input bytes ------------------------
+
+LATE_SETTING = dict(tasks=800, nodes=200, slots_per_node=2, slow_nodes=40, slow_factor=4.0, sigma=0.3)
+
+
+def test_input_sizes_are_the_task_sizes_in_bytes_proportional_to_the_median():
+    from straggler import simulation
+
+    sizes = np.array([60.0, 120.0, 30.0, 90.0, 1e-9])
+    assert simulation._input_bytes(sizes, 60.0) == [2**20, 2**21, 2**19, 3 * 2**19, 1]
+    # The Detector was told them: Flink compares time per byte, so its copies change.
+    flink = [sg.simulate(**LATE_SETTING, policy="flink", seed=1, input_sizes=known) for known in (False, True)]
+    assert flink[0].events != flink[1].events
+
+
+@pytest.mark.parametrize("policy", [None, "spark", "smallpond", "late"])
+def test_input_sizes_change_nothing_for_policies_that_read_no_bytes(policy):
+    runs = [sg.simulate(tasks=200, nodes=20, slow_nodes=4, slow_factor=4.0, policy=policy, seed=2,
+                        input_sizes=known) for known in (False, True)]
+    assert runs[0].events == runs[1].events
+
+
+def test_mantri_with_input_sizes_restarts_fewer_tasks_and_wastes_less():
+    # Without sizes a healthy task that is merely large looks like an outlier and is restarted.
+    blind, sized = (sg.simulate(**LATE_SETTING, policy="mantri", seed=0, input_sizes=known)
+                    for known in (False, True))
+    assert sized.speculative < blind.speculative / 2
+    assert sized.wasted_fraction < blind.wasted_fraction
+    assert sized.makespan < blind.makespan
+
+
+@pytest.mark.parametrize(("argument", "value"), [("sigma", 2.2), ("shape", 1.4)])
+def test_input_sizes_refuse_a_spread_whose_largest_task_overflows_the_byte_count(argument, value):
+    distribution = "lognormal" if argument == "sigma" else "pareto"
+    with pytest.raises(ValueError, match=rf"^{argument} must keep .* input_sizes .*{value!r}"):
+        sg.simulate(tasks=10, nodes=2, distribution=distribution, input_sizes=True, **{argument: value})
+    sg.simulate(tasks=10, nodes=2, distribution=distribution, **{argument: value})  # fine without sizes
 
 
 # --- long jobs: the simulator jumps between events -------------------------------------------------

@@ -193,6 +193,9 @@ def _add_simulate(parser: argparse.ArgumentParser) -> None:
                         help="Pareto tail index of task sizes, > 1 (default 2)")
     parser.add_argument("--failure-rate", type=text_real(0.0, 0.99), default=0.0,
                         help="chance that an attempt fails part way (default 0)")
+    parser.add_argument("--input-sizes", action="store_true",
+                        help="tell the Detector each task's size as its input bytes (Flink and Mantri "
+                             "then judge time per byte; default: sizes unknown)")
     parser.add_argument("--interval", type=text_real(MIN_INTERVAL, 1e6), default=None,
                         help=f"seconds between checks, from {MIN_INTERVAL:g} (default: the policy's own, at least 1)")
     parser.add_argument("--seed", type=text_integer(0), default=0, help="random seed (default 0)")
@@ -260,6 +263,7 @@ def _simulate(args: argparse.Namespace) -> int:
         tasks=args.tasks, nodes=args.nodes, slow_nodes=args.slow_nodes, slow_factor=args.slow_factor,
         distribution=args.distribution, failure_rate=args.failure_rate, slots_per_node=args.slots_per_node,
         task_time=args.task_time, sigma=args.sigma, shape=args.shape, interval=args.interval,
+        input_sizes=args.input_sizes,
     )
     # The settings together (nodes x slots, the longest attempt), as simulate checks them.
     try:
@@ -273,6 +277,7 @@ def _simulate(args: argparse.Namespace) -> int:
         f"straggler simulate: {args.tasks} tasks ({args.distribution}, median {args.task_time:g} s, {spread}) "
         f"on {args.nodes} nodes x {args.slots_per_node} slots; {args.slow_nodes} nodes {args.slow_factor:g}x slower; "
         f"failure rate {args.failure_rate:g}; "
+        + ("sizes known as input bytes; " if args.input_sizes else "")
         + (f"seed {args.seed}" if args.runs == 1 else f"means over seeds {seeds[0]}..{seeds[-1]}"),
         flush=True,
     )

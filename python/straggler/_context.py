@@ -259,7 +259,8 @@ def options(
 
     The wrapper never touches ``fn``'s own arguments. ``stage`` groups comparable tasks (the
     default: one stage per executor); ``num_tasks`` is the stage's size when known;
-    ``input_bytes`` lets Flink's policy normalise durations; ``speculatable=False`` never copies
+    ``input_bytes`` lets Flink's policy normalise durations and Mantri's scale a new attempt's
+    expected time by the task's size; ``speculatable=False`` never copies
     the task; with ``output=path`` each attempt writes into ``current_attempt().staging_dir``
     and the first successful attempt's directory is renamed to ``path``. ``timeout`` (seconds
     of wall time per attempt) and ``heartbeat_timeout`` (no ``heartbeat()`` for that long means

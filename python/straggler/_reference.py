@@ -163,12 +163,17 @@ stage is a ``KeyError``.
 Mantri (``kind == "mantri"``; MantriPolicy's docstring gives the paper's sections):
 - Per stage with n = successes >= max(min_samples, 1): mean = the durations summed one at a
   time in the order the tasks finished, / n; ordered = sorted durations;
-  quick = ordered[floor(delta * n)].
+  quick = ordered[floor(delta * n)]. scale = 1.
+- Per byte: the finite ``normalised(duration, input_bytes)`` of the first successes with
+  known bytes (m of them). A task with input_bytes b > 0 in a stage with m >= min_samples
+  uses them instead: mean = (their in-order sum / m) * b, ordered = sorted per-byte values
+  (n = m), quick = ordered[floor(delta * m)] * b, scale = b (float(b)).
 - Examined: not-done speculatable tasks with a running attempt and
   ``attempts started - 1 < max_restarts``. t_rem of an attempt: ``(1 - progress) / rate`` if
   it reported progress and rate > 0 (rate as for LATE); else with e = now - start and
-  k = #ordered <= e: ``ordered[k + (n - k) // 2] - e`` if k < n, else e. The task is judged
-  by its attempt of least t_rem (ties: lowest id); c = its running attempts.
+  k = #{v in ordered: v * scale <= e}: ``ordered[k + (n - k) // 2] * scale - e`` if k < n,
+  else e. The task is judged by its attempt of least t_rem (ties: lowest id); c = its
+  running attempts.
 - Restart (action 1) iff c == 1 and pending > 0 and t_rem > mean + interval; threshold column
   mean + interval. Else copy (action 0) iff ``(t_rem * c) / (c + 1) > quick``; threshold
   ``(quick * (c + 1)) / c``. Else nothing. elapsed column: that attempt's elapsed.
@@ -318,6 +323,8 @@ class _Stage:
         # Durations of first successes in the order they finished (the order the core's
         # sketch sums them in, so that means agree to the last bit).
         self.finished: list[float] = []
+        # Their finite durations per input byte, of the tasks whose bytes are known.
+        self.finished_per_byte: list[float] = []
 
     @property
     def num_tasks(self) -> int:
@@ -559,6 +566,10 @@ class ReferenceDetector:
             stage = self._stages[task.stage]
             assert stage is not None  # a stage with a running attempt cannot have been removed
             stage.finished.append(task.duration)
+            if task.input_bytes >= 0:
+                per_byte = normalised(task.duration, task.input_bytes)
+                if math.isfinite(per_byte):
+                    stage.finished_per_byte.append(per_byte)
             return True
         return False
 
@@ -862,8 +873,18 @@ class ReferenceDetector:
             if n < policy.min_samples or n == 0:
                 continue
             ordered = sorted(stage.finished)
-            mean = _sum_in_order(stage.finished) / n
-            quick = ordered[math.floor(policy.delta * n)]
+            by_duration = (
+                _sum_in_order(stage.finished) / n, ordered[math.floor(policy.delta * n)], ordered
+            )
+            by_byte = None
+            m = len(stage.finished_per_byte)
+            if m >= policy.min_samples:
+                per_byte = sorted(stage.finished_per_byte)
+                by_byte = (
+                    _sum_in_order(stage.finished_per_byte) / m,
+                    per_byte[math.floor(policy.delta * m)],
+                    per_byte,
+                )
             for t in self._candidates(stage):
                 task = self._tasks[t]
                 if len(task.attempts) - 1 >= policy.max_restarts:
@@ -871,9 +892,17 @@ class ReferenceDetector:
                 running = [a for a in task.attempts if self._attempts[a].running]
                 if not running:
                     continue
+                if by_byte is not None and task.input_bytes > 0:
+                    scale = float(task.input_bytes)
+                    mean_pb, quick_pb, values = by_byte
+                    mean, quick = mean_pb * scale, quick_pb * scale
+                else:
+                    scale = 1.0
+                    mean, quick, values = by_duration
                 # The attempt likely to finish first: least t_rem, then lowest id.
                 remaining, best = min(
-                    (self._mantri_remaining(self._attempts[a], now, ordered), a) for a in running
+                    (self._mantri_remaining(self._attempts[a], now, values, scale), a)
+                    for a in running
                 )
                 c = len(running)
                 restart_at = mean + policy.interval
@@ -889,18 +918,21 @@ class ReferenceDetector:
         ranked.sort(key=lambda item: (-item[0], item[1][0]))
         return CheckResult([row for _, row in ranked])
 
-    def _mantri_remaining(self, attempt: _Attempt, now: float, ordered: list[float]) -> float:
-        """Mantri's t_rem: from progress when it has a positive rate, else from the stage's
-        durations longer than the elapsed time (see MantriPolicy)."""
+    def _mantri_remaining(
+        self, attempt: _Attempt, now: float, ordered: list[float], scale: float
+    ) -> float:
+        """Mantri's t_rem: from progress when it has a positive rate, else from the task's
+        t_new values (``ordered`` times ``scale``) longer than the elapsed time (see
+        MantriPolicy)."""
         rate = self._rate(attempt)
         if attempt.progress is not None and rate > 0.0:
             return (1.0 - attempt.progress) / rate
         elapsed = now - attempt.start
-        below = bisect.bisect_right(ordered, elapsed)
+        below = bisect.bisect_right(ordered, elapsed, key=lambda v: v * scale)
         n = len(ordered)
         if below == n:
             return elapsed
-        return ordered[below + (n - below) // 2] - elapsed
+        return ordered[below + (n - below) // 2] * scale - elapsed
 
 
 def _sum_in_order(values: list[float]) -> float:

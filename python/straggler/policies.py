@@ -426,20 +426,32 @@ class MantriPolicy:
     abstract and introduction were reachable), so the figures are from our reading and should
     be re-verified. Rules marked *ours* are not in the paper: Mantri reads t_rem from the data
     an attempt has read and the wrap-up time of its phase, and scales t_new by input size and
-    location; we have only progress and the stage's durations.
+    location; we have only progress, the stage's durations and, where tasks declare them
+    (``add_tasks(..., input_bytes=...)``), their input bytes (no location factor, no
+    scheduling lag).
 
     Per stage, with n = the stage's successes (first successful attempts) and T = their
     durations (the stage's QuantileSketch: exact up to 1024 successes):
 
     - A stage acts once ``n >= min_samples`` (*ours*; there is no "75 % done" gate).
-    - E[t_new] = mean(T) = sum / n. q = the duration at rank ``floor(delta * n)`` (0-based,
-      the product in doubles): P(t_new < x) > delta iff x > q.
+    - t_new of a task, the time a new attempt of it would take, is a distribution. By
+      default T: E[t_new] = mean(T) = sum / n, q = the duration at rank ``floor(delta * n)``
+      (0-based, the product in doubles): P(t_new < x) > delta iff x > q.
+    - Data-size-aware t_new (§5.1 scales t_new by the task's input size, so that a task that
+      is long because its input is large is not restarted: a new attempt would be as slow).
+      When the task's input bytes b are known and positive and at least ``min_samples`` of
+      the stage's successes had known bytes and a finite time per byte (duration / bytes;
+      the stage's second sketch, the one Flink's rule reads), t_new is that time per byte
+      times b: E[t_new] = mean(time per byte) × b, q = (time per byte at rank
+      ``floor(delta * m)``) × b, m the count of those successes. A task of unknown or zero
+      bytes, or a stage with fewer such successes, uses T as above.
     - t_rem of a running attempt (§5.1 estimates t_rem from progress): if it reported a
       progress p with a positive rate (rate = p / (time of that report − start)),
       ``t_rem = (1 − p) / rate``, the remaining time at that report. Otherwise (*ours*), from
-      its elapsed e = now − start against T: with k = #durations <= e, if k < n,
-      ``t_rem = sorted(T)[k + (n − k) // 2] − e`` (the upper median of the durations longer
-      than e); if k == n (it outlived every success), ``t_rem = e``.
+      its elapsed e = now − start against the task's t_new values V (T, or the times per byte
+      × b): with k = #values <= e, if k < #V, ``t_rem = sorted(V)[k + (#V − k) // 2] − e``
+      (the upper median of the values longer than e); if k == #V (it outlived every one),
+      ``t_rem = e``.
     - A task is examined while it is not done, speculatable, and ``attempts started − 1 <
       max_restarts`` (γ: restarts and duplicates alike). With c running attempts it is judged
       by the attempt with the least t_rem (ties: lowest attempt id).

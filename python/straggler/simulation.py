@@ -14,6 +14,12 @@ The model
   ``task_time`` and log-spread ``sigma``, or Pareto with median ``task_time`` and tail index
   ``shape``. An attempt of it on node n takes size x speed factor of n: a copy on a healthy node
   beats a straggler caused by a slow node, but not a task that is simply large.
+- With ``input_sizes=True`` each task also declares its size to the Detector as input bytes
+  (``add_tasks(..., input_bytes=...)``): ``round(size / task_time x 2**20)``, at least 1, so
+  a task of the median size reads 1 MiB and every task takes the same time per byte on a
+  healthy node. Policies that read bytes then judge time per byte: Flink (as Flink does once
+  every task's bytes are known) and Mantri (t_new scaled by the task's bytes). By default the
+  Detector knows no sizes, as before.
 - Each attempt fails with probability ``failure_rate``, at a uniformly drawn point of its run.
   A failed task is retried (ahead of the waiting tasks, as the executor does) while no other
   attempt of it runs, until ``max_failures`` failures fail it for good.
@@ -53,7 +59,7 @@ from typing import Any, Iterator, Optional, Sequence, Union, overload
 
 import numpy as np
 
-from straggler._checks import duration, integer, real
+from straggler._checks import duration, flag, integer, real
 from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, choose_node, plan_copies
 from straggler.policies import FlinkPolicy, LatePolicy, MantriPolicy, SmallpondPolicy, SparkPolicy
@@ -187,6 +193,10 @@ MAX_SECONDS = 1e200  # task_time x slow_factor x the largest draw the distributi
 # the smallest uniform they take a log of.
 _NORMAL_MAX = 14.0
 _EXPONENTIAL_MAX = 45.0
+# input_sizes: the bytes of a task of the median size, and the most bytes a task may declare
+# (so that every count is an exact, positive int64 whatever the draw).
+BYTES_PER_MEDIAN = 2**20
+MAX_INPUT_BYTES = 2**62
 
 
 def _longest_factor(distribution: str, sigma: float, shape: float) -> float:
@@ -217,9 +227,23 @@ def _check_time_scale(task_time: float, slow_factor: float, distribution: str, s
     )
 
 
+def _check_input_sizes(distribution: str, sigma: float, shape: float) -> None:
+    """Refuse input_sizes=True where the largest draw would declare more than MAX_INPUT_BYTES."""
+    tail = _longest_factor(distribution, sigma, shape)
+    if tail * BYTES_PER_MEDIAN <= MAX_INPUT_BYTES:
+        return
+    name, value = ("sigma", sigma) if distribution == "lognormal" else ("shape", shape)
+    limit = MAX_INPUT_BYTES // BYTES_PER_MEDIAN
+    raise ValueError(
+        f"{name} must keep the largest {distribution} draw at most {limit:.3g}x the median when "
+        f"input_sizes is on (a task declares {BYTES_PER_MEDIAN} bytes per median size, at most "
+        f"{MAX_INPUT_BYTES}), got {name}={value!r} (up to {tail:.3g}x the median)"
+    )
+
+
 def _arguments(tasks: Any, nodes: Any, slow_nodes: Any, slow_factor: Any, policy: Any, seed: Any,
                distribution: Any, failure_rate: Any, slots_per_node: Any, task_time: Any, sigma: Any,
-               shape: Any, max_failures: Any, interval: Any) -> dict[str, Any]:
+               shape: Any, max_failures: Any, interval: Any, input_sizes: Any = False) -> dict[str, Any]:
     """``simulate``'s arguments checked and normalised (Python numbers; ``policy`` resolved to
     ``(name, policy object)``); the command line checks with it too, before any run."""
     tasks = integer("tasks", tasks, low=1, high=MAX_TASKS)
@@ -245,6 +269,9 @@ def _arguments(tasks: Any, nodes: Any, slow_nodes: Any, slow_factor: Any, policy
     sigma = real("sigma", sigma, low=0.0, high=MAX_SIGMA)
     shape = real("shape", shape, low=1.0, low_open=True)
     _check_time_scale(task_time, slow_factor, distribution, sigma, shape)
+    input_sizes = flag("input_sizes", input_sizes)
+    if input_sizes:
+        _check_input_sizes(distribution, sigma, shape)
     max_failures = integer("max_failures", max_failures, low=1)
     if interval is None:
         interval = max(float(policy_obj.interval), 1.0) if policy_obj is not None else 1.0
@@ -254,7 +281,14 @@ def _arguments(tasks: Any, nodes: Any, slow_nodes: Any, slow_factor: Any, policy
         tasks=tasks, nodes=nodes, slow_nodes=slow_nodes, slow_factor=slow_factor, name=name, policy=policy_obj,
         seed=seed, distribution=distribution, failure_rate=failure_rate, slots_per_node=slots_per_node,
         task_time=task_time, sigma=sigma, shape=shape, max_failures=max_failures, interval=interval,
+        input_sizes=input_sizes,
     )
+
+
+def _input_bytes(sizes: np.ndarray, median: float) -> list[int]:
+    """The bytes each task declares with input_sizes=True: proportional to its size."""
+    scaled = np.rint(sizes / median * BYTES_PER_MEDIAN)
+    return np.clip(scaled, 1, MAX_INPUT_BYTES).astype(np.int64).tolist()
 
 
 def _task_sizes(rng: np.random.Generator, n: int, distribution: str, median: float,
@@ -285,6 +319,7 @@ def simulate(
     shape: float = 2.0,
     max_failures: int = 4,
     interval: Optional[float] = None,
+    input_sizes: bool = False,
 ) -> SimulationResult:
     """Run one job of ``tasks`` tasks on ``nodes`` nodes in virtual time; see the module's
     docstring for the model.
@@ -295,17 +330,21 @@ def simulate(
     Flink's 60 s lower bound and smallpond's 180 s probe timeout, are meant for minutes-long
     tasks); ``sigma`` is the lognormal's log-spread, ``shape`` the Pareto tail index (> 1, so
     the mean is finite). ``interval``: seconds between checks (default max(policy.interval, 1)).
-    The same arguments and ``seed`` give the same result, events included.
+    ``input_sizes``: the Detector learns each task's size as its input bytes (see the module's
+    docstring; Flink and Mantri then judge time per byte). The same arguments and ``seed``
+    give the same result, events included.
 
     Bounds: at most ``MAX_TASKS`` tasks, ``MAX_NODES`` nodes and ``MAX_SLOTS`` slots in all;
     ``sigma`` at most 20; ``interval`` at least 1e-9 s; task_time x slow_factor x the largest
     task size the distribution can draw (as a multiple of its median) at most ``MAX_SECONDS``,
-    so that every time stays a finite float. Integers and reals may be numpy scalars.
+    so that every time stays a finite float; with ``input_sizes``, that largest draw at most
+    2**42 x the median (lognormal sigma up to about 2.08, Pareto shape from about 1.52), so that
+    every byte count fits an int64. Integers and reals may be numpy scalars.
     """
     return _build(
         tasks, nodes, slow_nodes, slow_factor, policy, seed, distribution, failure_rate,
         slots_per_node=slots_per_node, task_time=task_time, sigma=sigma, shape=shape,
-        max_failures=max_failures, interval=interval,
+        max_failures=max_failures, interval=interval, input_sizes=input_sizes,
     ).run()
 
 
@@ -398,10 +437,10 @@ def simulate_stages(
 def _build(tasks: Any, nodes: Any, slow_nodes: Any = 0, slow_factor: Any = 1.0, policy: Any = None,
            seed: Any = 0, distribution: Any = "lognormal", failure_rate: Any = 0.0, *, slots_per_node: Any = 1,
            task_time: Any = 60.0, sigma: Any = 0.5, shape: Any = 2.0, max_failures: Any = 4,
-           interval: Any = None) -> _Simulation:
+           interval: Any = None, input_sizes: Any = False) -> _Simulation:
     """The run ``simulate`` makes with these arguments, ready to ``run()``."""
     a = _arguments(tasks, nodes, slow_nodes, slow_factor, policy, seed, distribution, failure_rate,
-                   slots_per_node, task_time, sigma, shape, max_failures, interval)
+                   slots_per_node, task_time, sigma, shape, max_failures, interval, input_sizes)
     rng = np.random.default_rng(a["seed"])
     sizes = _task_sizes(rng, a["tasks"], a["distribution"], a["task_time"], a["sigma"], a["shape"])
     slow = tuple(sorted(int(n) for n in rng.choice(a["nodes"], size=a["slow_nodes"], replace=False)))
@@ -413,6 +452,7 @@ def _build(tasks: Any, nodes: Any, slow_nodes: Any = 0, slow_factor: Any = 1.0, 
     return _Simulation(
         a["name"], a["policy"], [a["slots_per_node"]] * a["nodes"], sizes.tolist(), speed, slow,
         a["failure_rate"], fail_rng, a["max_failures"], a["interval"], a["seed"],
+        input_bytes=_input_bytes(sizes, a["task_time"]) if a["input_sizes"] else None,
     )
 
 
@@ -423,9 +463,11 @@ class _Simulation:
 
     def __init__(self, name: str, policy: Any, slots_per_node: Sequence[int], sizes: list[float],
                  speed: Sequence[float], slow: tuple[int, ...], failure_rate: float, fail_rng: random.Random,
-                 max_failures: int, interval: float, seed: int, stage_name: str = _STAGE) -> None:
+                 max_failures: int, interval: float, seed: int, stage_name: str = _STAGE,
+                 input_bytes: Optional[list[int]] = None) -> None:
         """Node n has ``slots_per_node[n]`` slots and runs an attempt of task t in
-        ``sizes[t] x speed[n]`` seconds; ``slow`` names the slow nodes for the result."""
+        ``sizes[t] x speed[n]`` seconds; ``slow`` names the slow nodes for the result;
+        ``input_bytes``, if given, are the tasks' bytes the Detector is told."""
         from straggler._core import Detector
 
         tasks = len(sizes)
@@ -448,7 +490,7 @@ class _Simulation:
 
         self.detector = Detector(policy=policy)
         stage = self.detector.add_stage(num_tasks=tasks, name=stage_name)
-        self.detector.add_tasks(stage, tasks)
+        self.detector.add_tasks(stage, tasks, input_bytes=input_bytes)
 
         # Slots: node n owns the k = slots_per_node[n] slots from first[n] on, taken lowest first;
         # a node is in free_nodes while it has a free slot.

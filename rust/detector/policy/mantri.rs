@@ -4,16 +4,23 @@
 //! slots, or by a duplicate when a copy is likely to finish first given the copies that
 //! already run. The rules, as `MantriPolicy`'s docstring writes them:
 //!
+//! - t_new of a task, the time a new attempt would take, is a distribution (the stage's
+//!   sketches): when the task's input bytes b are known and positive and the stage has at
+//!   least `min_samples` successes with known bytes (finite time per byte), the stage's time
+//!   per byte scaled by b (§5.1 scales t_new by the task's input size, so a task that is slow
+//!   because it is large is not restarted: a new attempt would be as slow; ours: without the
+//!   paper's location factor and scheduling lag). Otherwise the stage's durations. E[t_new]
+//!   is the distribution's mean (per byte: the mean time per byte × b).
 //! - t_rem of an attempt: from its progress, `(1 − p) / rate` (the estimate at its latest
-//!   progress report); without progress, from its elapsed time `e` against the stage's
-//!   durations: the upper median of the durations longer than `e`, minus `e`, and `e` itself
-//!   once it has outlived every success (ours: the paper reads t_rem from data read).
-//! - t_new: the stage's durations (its sketch); E[t_new] their mean.
+//!   progress report); without progress, from its elapsed time `e` against its task's t_new
+//!   distribution (so scaled by b where t_new is): the upper median of the values longer than
+//!   `e`, minus `e`, and `e` itself once it has outlived every one (ours: the paper reads
+//!   t_rem from data read).
 //! - restart (paper: "kill, restart task if t_rem > E(t_new) + Δ", while tasks wait for
 //!   slots): pending > 0, the task's only attempt, `t_rem > E[t_new] + interval`.
 //! - duplicate (paper: "duplicate if P(t_rem > t_new (c+1)/c) > δ"): with c running
-//!   attempts, `t_rem · c / (c + 1) > q`, where q is the duration at rank `floor(δ n)`:
-//!   more than δ of the stage's durations are shorter.
+//!   attempts, `t_rem · c / (c + 1) > q`, where q is the t_new value at rank `floor(δ n)`
+//!   (n: the values of that distribution): more than δ of them are shorter.
 //! - at most `max_restarts` (the paper's γ = 3) attempts beyond the first, restarts and
 //!   duplicates alike; a stage acts from `min_samples` successes on (no 75 % gate).
 
@@ -21,6 +28,7 @@ use super::spark::finite_in;
 use super::{Context, Pick, View};
 use crate::detector::stage::Stage;
 use crate::error::{Error, Result};
+use crate::sketch::QuantileSketch;
 
 /// `Pick::action` of a duplicate (the attempt keeps running beside a copy).
 pub const COPY: u8 = 0;
@@ -53,18 +61,70 @@ impl Default for Mantri {
     }
 }
 
-/// A stage's numbers at one check.
+/// A task's t_new at one check.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
-    /// E[t_new]: the mean duration.
+    /// E[t_new]: the mean.
     mean: f64,
-    /// The duration at rank floor(δ n).
+    /// The t_new value at rank floor(δ n).
     quick: f64,
     /// The least t_rem either test can pass: min(quick, mean + interval).
     least: f64,
+    /// Which distribution: `None` for the durations, `Some(b)` for time per byte × b.
+    bytes: Option<f64>,
 }
 
-/// Sorted points of a stage's durations (every one while the sketch is exact, else a grid of
+/// A stage's numbers at one check: its durations, and its time per byte when enough
+/// successes had known bytes.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    durations: Rule,
+    /// (mean, value at rank floor(δ n)) of the time per byte.
+    per_byte: Option<(f64, f64)>,
+}
+
+impl Rules {
+    /// t_new of a task of `input_bytes` (negative: unknown).
+    fn of_task(&self, input_bytes: i64, interval: f64) -> Rule {
+        match self.per_byte {
+            Some((mean, quick)) if input_bytes > 0 => {
+                let b = input_bytes as f64;
+                let (mean, quick) = (mean * b, quick * b);
+                Rule {
+                    mean,
+                    quick,
+                    least: quick.min(mean + interval),
+                    bytes: Some(b),
+                }
+            }
+            _ => self.durations,
+        }
+    }
+}
+
+/// A stage's supports for attempts without progress: of its durations and of its time per byte.
+#[derive(Default)]
+struct Supports {
+    durations: Option<Support>,
+    per_byte: Option<Support>,
+}
+
+impl Supports {
+    fn remaining(&mut self, stage: &Stage, rule: Rule, elapsed: f64) -> f64 {
+        match rule.bytes {
+            None => self
+                .durations
+                .get_or_insert_with(|| Support::of(&stage.durations))
+                .remaining(elapsed, 1.0),
+            Some(b) => self
+                .per_byte
+                .get_or_insert_with(|| Support::of(&stage.per_byte))
+                .remaining(elapsed, b),
+        }
+    }
+}
+
+/// Sorted points of a sketch's values (every one while the sketch is exact, else a grid of
 /// ranks), for the remaining time of an attempt without progress.
 struct Support {
     ranks: Vec<u64>,
@@ -74,19 +134,19 @@ struct Support {
 }
 
 impl Support {
-    fn of(stage: &Stage) -> Support {
-        let n = stage.durations.count();
+    fn of(sketch: &QuantileSketch) -> Support {
+        let n = sketch.count();
         let points = n.min(GRID);
         // While exact, points == n and the ranks are 0..n.
         let ranks: Vec<u64> = (0..points)
             .map(|i| ((i as u128 * n as u128) / points as u128) as u64)
             .collect();
-        let values = stage.durations.values_at_sorted_ranks(&ranks);
+        let values = sketch.values_at_sorted_ranks(&ranks);
         Support {
             ranks,
             values,
             count: n,
-            max: stage.durations.max(),
+            max: sketch.max(),
         }
     }
 
@@ -96,9 +156,10 @@ impl Support {
         self.values.get(i).copied().unwrap_or(self.max)
     }
 
-    /// t_rem of an attempt that has run `elapsed` and reported no progress.
-    fn remaining(&self, elapsed: f64) -> f64 {
-        let j = self.values.partition_point(|&v| v <= elapsed);
+    /// t_rem of an attempt that has run `elapsed` and reported no progress, against the
+    /// values times `scale` (positive: the order of the values is kept).
+    fn remaining(&self, elapsed: f64, scale: f64) -> f64 {
+        let j = self.values.partition_point(|&v| v * scale <= elapsed);
         let below = if j == self.values.len() {
             self.count
         } else {
@@ -108,7 +169,7 @@ impl Support {
             // Outlived every success: assume it needs as long again (ours).
             return elapsed;
         }
-        self.at_rank(below + (self.count - below) / 2) - elapsed
+        self.at_rank(below + (self.count - below) / 2) * scale - elapsed
     }
 }
 
@@ -134,33 +195,54 @@ impl Mantri {
         super::spark::positive("interval", self.interval)
     }
 
-    fn rule(&self, stage: &Stage) -> Option<Rule> {
+    /// (mean, value at rank floor(δ n)) of a sketch of n values.
+    fn moments(&self, sketch: &QuantileSketch) -> (f64, f64) {
+        let n = sketch.count();
+        // floor(δ n) in doubles; below n because δ < 1.
+        let rank = (self.delta * n as f64).floor() as u64;
+        (sketch.sum() / n as f64, sketch.value_at_rank(rank))
+    }
+
+    fn rules(&self, stage: &Stage) -> Option<Rules> {
         let n = stage.durations.count();
         if stage.successes < self.min_samples || n == 0 {
             return None;
         }
-        // floor(δ n) in doubles; below n because δ < 1.
-        let rank = (self.delta * n as f64).floor() as u64;
-        let mean = stage.durations.sum() / n as f64;
-        let quick = stage.durations.value_at_rank(rank);
-        Some(Rule {
+        let (mean, quick) = self.moments(&stage.durations);
+        let durations = Rule {
             mean,
             quick,
             least: quick.min(mean + self.interval),
+            bytes: None,
+        };
+        // Zero-byte successes with a positive time have no finite time per byte and are not
+        // in the sketch; the rule counts the ones that are.
+        let per_byte =
+            (stage.per_byte.count() >= self.min_samples).then(|| self.moments(&stage.per_byte));
+        Some(Rules {
+            durations,
+            per_byte,
         })
     }
 
     pub(super) fn picks(&self, view: &View<'_>, ctx: Context) -> Vec<Pick> {
         let (live, tasks) = (view.live, view.tasks);
-        let rules: Vec<Option<Rule>> = view.stages.iter().map(|s| self.rule(s)).collect();
-        let mut supports: Vec<Option<Support>> = Vec::new();
+        let rules: Vec<Option<Rules>> = view.stages.iter().map(|s| self.rules(s)).collect();
+        let mut supports: Vec<Supports> = Vec::new();
         let mut picks = Vec::new();
         // Attempts of tasks with more than one running: decided per task, below.
         let mut shared: Vec<Seen> = Vec::new();
         for slot in 0..live.len() {
             let s = view.at(live.stage[slot]);
-            let Some(rule) = rules[s] else {
+            let Some(stage_rules) = rules[s] else {
                 continue;
+            };
+            let task = live.task[slot] as usize;
+            // A task's bytes are read only where its stage has a time per byte to scale.
+            let rule = if stage_rules.per_byte.is_some() {
+                stage_rules.of_task(tasks.input_bytes[task], self.interval)
+            } else {
+                stage_rules.durations
             };
             let elapsed = ctx.now - live.start[slot];
             let beat = &live.beat[slot];
@@ -168,17 +250,14 @@ impl Mantri {
                 (1.0 - beat.progress) / beat.progress_rate
             } else {
                 if supports.is_empty() {
-                    supports.resize_with(view.stages.len(), || None);
+                    supports.resize_with(view.stages.len(), Supports::default);
                 }
-                supports[s]
-                    .get_or_insert_with(|| Support::of(view.stages[s]))
-                    .remaining(elapsed)
+                supports[s].remaining(view.stages[s], rule, elapsed)
             };
             // Both tests need at least this (c / (c + 1) < 1), so most attempts stop here,
-            // before the task table is read. Only while some task runs several attempts
+            // before the rest of the task table is read. Only while some task runs several attempts
             // (then a running copy is flagged) must a stopped attempt still be seen: it may be
             // its task's quickest, which then judges, and fails, the task.
-            let task = live.task[slot] as usize;
             let passes = remaining > rule.least;
             if !passes && (view.speculative_running == 0 || tasks.running(task) < 2) {
                 continue;
@@ -213,9 +292,10 @@ impl Mantri {
         let mut i = 0;
         while i < shared.len() {
             let first = shared[i];
-            let rule = rules[view.at(live.stage[first.slot])];
-            let running = tasks.running(first.task as usize);
-            if let Some(rule) = rule {
+            let task = first.task as usize;
+            let running = tasks.running(task);
+            if let Some(stage_rules) = rules[view.at(live.stage[first.slot])] {
+                let rule = stage_rules.of_task(tasks.input_bytes[task], self.interval);
                 picks.extend(self.decide(view, rule, first, running, ctx));
             }
             while i < shared.len() && shared[i].task == first.task {
@@ -349,6 +429,53 @@ mod tests {
             now += 5.0;
         }
         assert!(det.check(ctx(now + 100.0, 1)).unwrap().is_empty());
+    }
+
+    /// A stage of tasks of the given bytes, all started at 0 on node 0 (the last one on node
+    /// 1); the first `done` finish at the given times.
+    fn sized_stage(det: &mut Detector, bytes: &[i64], done: &[f64]) -> Vec<i64> {
+        let n = bytes.len() as i64;
+        let s = det.add_stage(Some(n), None).unwrap() as i64;
+        let first = det.add_tasks(s, n, InputBytes::Each(bytes), true).unwrap() as i64;
+        let tasks: Vec<i64> = (first..first + n).collect();
+        let a = det.start_many(&tasks, Times::One(0.0), None).unwrap() as i64;
+        for (i, &t) in done.iter().enumerate() {
+            det.finish(a + i as i64, t, true, None).unwrap();
+        }
+        (a..a + n).collect()
+    }
+
+    #[test]
+    fn t_new_is_the_time_per_byte_times_the_task_s_bytes() {
+        // Three tasks of 128 bytes took 1 s each. A task of 1280 bytes needs about 10 s; at
+        // progress 0.1 after 1 s (t_rem 9 s) it is on time, not an outlier (by the durations,
+        // E[t_new] + Δ = 2 s, it would be restarted).
+        let mut det = mantri(1.0);
+        let attempts = sized_stage(&mut det, &[128, 128, 128, 1280, 128], &[1.0, 1.0, 1.0]);
+        det.heartbeat(attempts[3], 1.0, Some(0.1), None).unwrap();
+        det.heartbeat(attempts[4], 1.0, Some(0.5), None).unwrap();
+        assert!(det.check(ctx(1.0, 1)).unwrap().is_empty());
+        // The same task at a tenth of that rate: t_rem = 0.9 / 0.01 = 90 s > E[t_new] + Δ = 11 s.
+        det.heartbeat(attempts[3], 10.0, Some(0.1), None).unwrap();
+        let c = det.check(ctx(10.0, 1)).unwrap();
+        assert_eq!((c.task, c.action), (vec![3], vec![RESTART]));
+        assert_eq!(c.threshold, vec![11.0]);
+    }
+
+    #[test]
+    fn without_progress_elapsed_is_read_against_the_scaled_times() {
+        let mut det = mantri(10.0);
+        // Successes of 128 bytes in 1, 2, 3 and 10 s; the last task has 256 bytes, so its
+        // t_new takes the values 2, 4, 6 and 20, and q = 4 (rank floor(0.25 × 4) = 1).
+        sized_stage(&mut det, &[128, 128, 128, 128, 256], &[1.0, 2.0, 3.0, 10.0]);
+        // At 2.5 s: the values above it are [4, 6, 20], upper median 6 → t_rem = 3.5, and
+        // 3.5 / 2 is not over 4. (Against the durations: 10 − 2.5 = 7.5 over 2 × 2, a copy.)
+        assert!(det.check(ctx(2.5, 0)).unwrap().is_empty());
+        // At 5 s: above it [6, 20] → t_rem = 20 − 5 = 15, over 4 × 2: a copy, threshold 8.
+        let c = det.check(ctx(5.0, 0)).unwrap();
+        assert_eq!((c.task, c.threshold), (vec![4], vec![8.0]));
+        // At 25 s it has outlived every value: t_rem = 25.
+        assert_eq!(det.check(ctx(25.0, 0)).unwrap().task, vec![4]);
     }
 
     #[test]
