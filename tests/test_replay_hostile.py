@@ -204,6 +204,18 @@ def test_a_rolling_log_missing_a_file_is_refused_as_spark_refuses_it(tmp_path):
         read_log(folder)
 
 
+def test_a_rolling_log_with_two_files_of_one_index_is_refused_saying_so(tmp_path):
+    folder = tmp_path / "eventlog_v2_app-1"
+    folder.mkdir()
+    events = spark_job(["1", "1"])
+    write_lines(folder / "events_1_app-1", events[:2])
+    write_lines(folder / "events_1_app-1.old", events)
+    write_lines(folder / "events_2_app-1", events[2:])
+    twice = r"more than one events file of index 1 \(events_1_app-1, events_1_app-1\.old\)"
+    with pytest.raises(ValueError, match=twice):
+        read_log(folder)
+
+
 # --- the command line: one line, exit code 2, never a traceback ----------------------------------
 
 
@@ -284,3 +296,51 @@ def test_a_replay_under_mantri_checks_in_proportion_to_its_events_not_to_its_len
     # Between two events a check's answer can change only when an attempt crosses a threshold:
     # a few times per running attempt. The run is 14.5 s long: 14,500 ticks at 1 ms.
     assert len(checks) <= 4 * events * slots
+
+
+# --- the executor's event log as rows (events() and on_event) -------------------------------------
+
+RESTARTED = {3, 9}
+
+
+def paced(i: int) -> int:
+    """0.1 s in 20 ms steps, heartbeating progress; the first attempts of RESTARTED take 3 s."""
+    import time
+
+    total = 3.0 if i in RESTARTED and sg.current_attempt().attempt == 0 else 0.1
+    steps = int(round(total / 0.02))
+    for k in range(steps):
+        time.sleep(0.02)
+        sg.heartbeat(progress=(k + 1) / steps)
+    return i
+
+
+def test_events_read_from_threads_while_mantri_restarts_are_prefixes_and_on_event_sees_the_same():
+    import threading
+
+    received = []
+    snapshots = []
+    stop = threading.Event()
+
+    def hammer(ex):
+        while not stop.wait(0.002):
+            snapshots.append(ex.events())
+
+    with sg.SpeculativeExecutor(max_workers=4, policy=sg.MantriPolicy(interval=0.05), on_event=received.append) as ex:
+        readers = [threading.Thread(target=hammer, args=(ex,)) for _ in range(3)]
+        for reader in readers:
+            reader.start()
+        try:
+            assert list(ex.map(paced, range(24))) == list(range(24))
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join()
+    events = ex.events()
+    assert received == events
+    assert len(snapshots) > 3 and all(events[:len(s)] == s for s in snapshots)
+    kills = [e for e in events if e.kind == "kill" and e.reason == "restart"]
+    restarts = [e for e in events if e.kind == "start" and e.reason == "restart"]
+    assert {e.task for e in kills} >= RESTARTED and {e.task for e in restarts} == {e.task for e in kills}
+    assert all(e.elapsed is not None and e.threshold is not None and not e.speculative for e in restarts)
+    assert all(e.elapsed is None and e.limit is None for e in kills)

@@ -139,6 +139,11 @@ def _rolling_files(directory: str) -> list[str]:
                          f"log (eventlog_v2_<app>)")
     found.sort()
     indices = [index for index, _ in found]
+    twice = sorted({index for index in indices if indices.count(index) > 1})
+    if twice:
+        names = ", ".join(name for index, name in found if index == twice[0])
+        raise ValueError(f"{directory}: more than one events file of index {twice[0]} ({names}); not one "
+                         f"Spark rolling event log")
     if indices != list(range(indices[0], indices[0] + len(indices))):
         # As Spark's RollingEventLogFilesFileReader: "Found missing event log file".
         missing = sorted(set(range(indices[0], indices[-1] + 1)) - set(indices))
