@@ -355,27 +355,27 @@ def _replay(args: argparse.Namespace) -> int:
     kind = "Spark event log" if result.kind == "spark" else "straggler log"
     app = f" of {result.application}" if result.application else ""
     tasks = sum(len(w) for w in model.work)
-    print(f"straggler replay: {result.path}: {kind}{app}: {_count(len(model.stages), 'stage')}, "
+    _say(f"straggler replay: {result.path}: {kind}{app}: {_count(len(model.stages), 'stage')}, "
           f"{_count(tasks, 'task')}, {_count(len(model.executors), 'executor')} "
           f"({_count(sum(model.slots), 'slot')})")
-    print(f"executor: slots, slowness in stage {', '.join(model.stages)} (its median task time over the stage's)")
+    _say(f"executor: slots, slowness in stage {', '.join(model.stages)} (its median task time over the stage's)")
     # The slowest first when there are many; the rest summed up in one line.
     order = sorted(range(len(model.executors)), key=lambda n: -max(row[n] for row in model.stage_slowness))
     listed = range(len(model.executors)) if len(order) <= _REPLAY_EXECUTORS_SHOWN else order[:_REPLAY_EXECUTORS_SHOWN]
     for n in listed:
         e, h, k = model.executors[n], model.hosts[n], model.slots[n]
         slowness = ", ".join(f"{row[n]:.2f}x" for row in model.stage_slowness)
-        print(f"  {e}{f' ({h})' if h else ''}: {_count(k, 'slot')}, {slowness}")
+        _say(f"  {e}{f' ({h})' if h else ''}: {_count(k, 'slot')}, {slowness}")
     if len(order) > _REPLAY_EXECUTORS_SHOWN:
-        print(f"  ... and {len(order) - _REPLAY_EXECUTORS_SHOWN} faster executors")
-    print()
-    print(result.table())
+        _say(f"  ... and {len(order) - _REPLAY_EXECUTORS_SHOWN} faster executors")
+    _say()
+    _say(result.table())
     observed, none = result.observed, result.runs["none"]
     off = 100 * (none.makespan / observed.makespan - 1) if observed.makespan > 0 else math.nan
-    print()
+    _say()
     note = ("" if observed.speculative == 0 else
             "; the observed run speculated, so compare it with its policy's row rather than with none")
-    print(f"model check: the replay without speculation takes {none.makespan:.2f} s, {off:+.1f} % against the "
+    _say(f"model check: the replay without speculation takes {none.makespan:.2f} s, {off:+.1f} % against the "
           f"observed {observed.makespan:.2f} s{note}")
     if args.plot is not None:
         shown = policies[0] if args.policy else "spark"
@@ -384,11 +384,24 @@ def _replay(args: argparse.Namespace) -> int:
             sg.plot_timeline(panels, args.plot, title=f"straggler replay: {os.path.basename(result.path)}")
         except OSError as exc:
             _fail("replay", f"argument --plot: cannot write {args.plot!r}: {exc.strerror or exc}")
-        print(f"\ntimeline written to {args.plot}")
+        _say(f"\ntimeline written to {args.plot}")
     return 0
 
 
 _REPLAY_EXECUTORS_SHOWN = 12
+
+
+def _say(text: str = "") -> None:
+    """``print`` for what a log names (an application, executors, stages): a lone surrogate
+    (JSON may escape one) is written as its escape instead of failing the encoding."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding, getattr(sys.stdout, "errors", None) or "strict")
+    except UnicodeEncodeError:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # pragma: no cover - an encoding or error handler Python does not know
+        pass
+    print(text)
 
 
 def _count(n: int, noun: str) -> str:
@@ -428,7 +441,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The console script: ``straggler <command> [options]``; returns the exit code."""
     args = _parser().parse_args(argv)
-    return _COMMANDS[args.command][2](args)
+    try:
+        code = _COMMANDS[args.command][2](args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of our output went away (``| head``): stop quietly, as a pipeline expects,
+        # and keep the interpreter's own flush at exit from failing again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - no file behind stdout
+            pass
+        return 1
+    return code
 
 
 if __name__ == "__main__":

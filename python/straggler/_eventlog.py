@@ -26,7 +26,9 @@ takes; the Spark properties, for the speculation settings the job ran with),
 Imperfect logs, as Spark's history server reads them: a last line cut off part way (an
 application that crashed or still runs; a compressed stream that ends early) ends the log
 where it is complete, with a warning; any other line that is not JSON is an error naming the
-file and the line.
+file and the line. A rolling directory whose file indices skip one (a lost file) is refused, as
+Spark refuses it; a path that is no regular file (a FIFO, a device) is refused before a byte is
+read; unknown event kinds are skipped, in Spark's logs and in straggler's.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from straggler._export import SCHEMA, _check_header, _event
+from straggler._records import EVENT_KINDS
 
 __all__ = ["Attempt", "JobLog", "read_log"]
 
@@ -133,12 +137,30 @@ def _rolling_files(directory: str) -> list[str]:
     if not found:
         raise ValueError(f"{directory}: a directory with no events_<n>_<app> files; not a Spark rolling event "
                          f"log (eventlog_v2_<app>)")
-    return [os.path.join(directory, name) for _, name in sorted(found)]
+    found.sort()
+    indices = [index for index, _ in found]
+    twice = sorted({index for index in indices if indices.count(index) > 1})
+    if twice:
+        names = ", ".join(name for index, name in found if index == twice[0])
+        raise ValueError(f"{directory}: more than one events file of index {twice[0]} ({names}); not one "
+                         f"Spark rolling event log")
+    if indices != list(range(indices[0], indices[0] + len(indices))):
+        # As Spark's RollingEventLogFilesFileReader: "Found missing event log file".
+        missing = sorted(set(range(indices[0], indices[-1] + 1)) - set(indices))
+        names = ", ".join(f"events_{n}_*" for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"{directory}: missing event log files ({names}) between events_{indices[0]}_* and "
+                         f"events_{indices[-1]}_*; their events are lost")
+    return [os.path.join(directory, name) for _, name in found]
 
 
 def _decoded(file: str) -> tuple[bytes, Optional[str]]:
     """The file's bytes, decompressed; and a warning when a compressed stream ends early."""
-    with open(file, "rb") as f:
+    # Only a regular file: a FIFO would wait for a writer and a device such as /dev/zero never
+    # ends (opened without blocking, and checked before a byte is read).
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{file}: not a regular file; an event log is a file or a rolling eventlog_v2_* directory")
         data = f.read()
     name = file[: -len(_IN_PROGRESS)] if file.endswith(_IN_PROGRESS) else file
     extension = os.path.splitext(name)[1].lower()
@@ -215,7 +237,7 @@ class _LineReader:
             where = f"{file}:{number}"
             try:
                 obj = json.loads(text.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 if i == 0:
                     raise ValueError(f"{where}: not an event log (the first line is not JSON: {exc})") from None
                 if i == len(self.lines) - 1:
@@ -271,6 +293,8 @@ def _straggler_log(target: str, objects: list[tuple[str, dict]]) -> JobLog:
     attempts: list[Optional[Attempt]] = []
     index: dict[tuple[int, int], int] = {}
     for where, obj in objects:
+        if isinstance(obj.get("kind"), str) and obj["kind"] not in EVENT_KINDS:
+            continue  # a kind this straggler does not know: skipped, as Spark's unknown events are
         event = _event(obj, where)
         key = (event.task, event.attempt)
         if event.kind == "start":
@@ -283,7 +307,7 @@ def _straggler_log(target: str, objects: list[tuple[str, dict]]) -> JobLog:
         if begun is None:
             raise ValueError(f"{where}: {event.kind!r} of task {event.task} attempt {event.attempt} without a start")
         attempts[index[key]] = Attempt(begun.stage, begun.task, begun.attempt, str(begun.node), None, begun.time,
-                                       event.time, event.kind, begun.speculative)
+                                       max(event.time, begun.time), event.kind, begun.speculative)
     return JobLog(target, "straggler", [a for a in attempts if a is not None])
 
 
@@ -295,6 +319,18 @@ def _field(obj: dict, name: str, kind: Any, where: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise ValueError(f"{where}: expected {name!r} as {getattr(kind, '__name__', kind)}, got {value!r}")
     return value
+
+
+# Spark's times are milliseconds since the epoch; a time past this (in seconds) is no clock's.
+_MAX_TIME = 1e100
+
+
+def _time(info: dict, name: str, where: str) -> float:
+    """A time of Spark's in seconds (an integer of milliseconds in the log)."""
+    value = _field(info, name, int, where)
+    if abs(value) > _MAX_TIME * 1000:  # also no float can hold it (10**400)
+        raise ValueError(f"{where}: expected {name!r} in milliseconds, at most {_MAX_TIME * 1000:g}, got {value!r}")
+    return value / 1000.0
 
 
 def _stage_name(obj: dict, where: str) -> str:
@@ -318,7 +354,7 @@ def _spark_log(target: str, objects: list[tuple[str, dict]]) -> JobLog:
             log.attempts.append(Attempt(
                 _stage_name(obj, where), _field(info, "Index", int, where), _field(info, "Attempt", int, where),
                 str(_field(info, "Executor ID", str, where)), info.get("Host"),
-                _field(info, "Launch Time", int, where) / 1000.0, None, None, bool(info.get("Speculative", False)),
+                _time(info, "Launch Time", where), None, None, bool(info.get("Speculative", False)),
             ))
         elif kind == "SparkListenerTaskEnd":
             info = _field(obj, "Task Info", dict, where)
@@ -328,7 +364,7 @@ def _spark_log(target: str, objects: list[tuple[str, dict]]) -> JobLog:
                 # A resubmitted task's extra end (its map output was lost), or an end whose
                 # start is not in the log: no attempt to end.
                 continue
-            finish = _field(info, "Finish Time", int, where) / 1000.0
+            finish = _time(info, "Finish Time", where)
             reason = obj.get("Task End Reason")
             reason = reason.get("Reason") if isinstance(reason, dict) else None
             outcome = _SPARK_OUTCOMES.get(reason, "fail") if isinstance(reason, str) else (

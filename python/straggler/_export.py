@@ -141,6 +141,11 @@ def _check_header(obj: dict, where: str) -> None:
         raise ValueError(f"{where}: {SCHEMA} version {version} is newer than this straggler reads ({VERSION})")
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text)} characters)"
+
+
 def _event(obj: dict, where: str) -> AttemptEvent:
     missing = [name for name in _FIELDS if name not in obj]
     if missing:
@@ -160,9 +165,13 @@ def _event(obj: dict, where: str) -> AttemptEvent:
         value = obj.get(name)
         if value is None and name != "time":
             continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError(f"{where}: {name} must be a finite number, got {value!r}")
-        extras[name] = float(value)
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an integer no float holds (JSON has no bound on them)
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: {name} must be a finite number, got {_short(value)}")
+        extras[name] = number
     reason = obj.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ValueError(f"{where}: reason must be a string, got {reason!r}")

@@ -143,7 +143,7 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
     holds no finished task is a ``ValueError``, a compressed log whose codec is not installed an
     ``ImportError``, both naming the file.
     """
-    if isinstance(policies, (str, bytes)):
+    if isinstance(policies, (str, bytes)) or policies is not None and not hasattr(policies, "__iter__"):
         raise TypeError(f"policies must be a sequence of policy names or objects, got {policies!r}")
     names = list(POLICY_NAMES) if policies is None else list(policies)
     if interval is not None:
@@ -155,7 +155,7 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
     for message in job.warnings:
         warnings.warn(message, ReplayWarning, stacklevel=2)
     model, observed = build_model(job)
-    runs = {"none": _run(model, None, interval)}
+    runs = {"none": _run(model, None, interval, job.path)}
     labelled = [(given if isinstance(given, str) else name, policy) for (name, policy), given in zip(resolved, names)]
     as_run = _logged_spark_policy(job)
     if as_run is not None:
@@ -163,7 +163,7 @@ def replay(log: PathArg, policies: Optional[Sequence[Any]] = None, *,
     for label, policy in labelled:
         while label in runs:
             label += "'"
-        runs[label] = _run(model, policy, interval)
+        runs[label] = _run(model, policy, interval, job.path)
     return ReplayResult(job.path, job.kind, job.application, model, observed, runs, tuple(job.warnings))
 
 
@@ -183,11 +183,16 @@ def _logged_spark_policy(job: JobLog) -> Any:
         return None
 
 
-def _run(model: ReplayModel, policy: Any, interval: Optional[float]) -> SimulationResult:
+def _run(model: ReplayModel, policy: Any, interval: Optional[float], path: str) -> SimulationResult:
     slow = tuple(n for n, s in enumerate(model.slowness) if s >= _SLOW)
-    return simulate_stages([list(w) for w in model.work], list(model.slots),
-                           [list(s) for s in model.stage_slowness], policy, gaps=list(model.gaps),
-                           names=list(model.stages), slow_nodes=slow, interval=interval)
+    try:
+        return simulate_stages([list(w) for w in model.work], list(model.slots),
+                               [list(s) for s in model.stage_slowness], policy, gaps=list(model.gaps),
+                               names=list(model.stages), slow_nodes=slow, interval=interval)
+    except ValueError as exc:
+        # The arguments are checked before; what is left comes from the log (times, cores or
+        # names the simulator cannot run): say which log, as for any other bad log.
+        raise ValueError(f"{path}: the log's job cannot be simulated: {exc}") from None
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -200,8 +205,11 @@ def _end(attempt: Attempt) -> float:
     return end
 
 
-def _executor_order(name: str) -> tuple[int, Union[int, str]]:
-    return (0, int(name)) if name.isdigit() else (1, name)
+def _executor_order(name: str) -> tuple[int, int, str]:
+    # Numbers in their order ("2" before "10"), then the other names; the name itself breaks
+    # ties ("1" and "01"), so that the order never depends on a set's (hash seed's) order.
+    # isdigit() also holds for "²", which int() refuses: ASCII digits only.
+    return (0, int(name), name) if name.isascii() and name.isdigit() else (1, 0, name)
 
 
 def build_model(job: JobLog) -> tuple[ReplayModel, SimulationResult]:

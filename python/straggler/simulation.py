@@ -88,6 +88,9 @@ def resolve_policy(policy: Any) -> tuple[str, Any]:
     """``(name, policy object or None)`` for ``simulate``'s ``policy`` argument."""
     if policy is None:
         return "none", None
+    if isinstance(policy, type):
+        raise TypeError(f"policy must be a policy object, not a class: call it, as {policy.__name__}(), "
+                        f"got {policy!r}")
     if isinstance(policy, str):
         factory = POLICY_NAMES.get(policy)
         if factory is None:
@@ -372,7 +375,10 @@ def simulate_stages(
     task ids numbered across the stages, in the job's time.
     """
     name, policy_obj = resolve_policy(policy)
-    if not stages:
+    for argument, value in (("stages", stages), ("slots_per_node", slots_per_node), ("speed", speed)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+            raise TypeError(f"{argument} must be a sequence, got {value!r}")
+    if len(stages) == 0:
         raise ValueError("stages must hold at least one stage, got none")
     nodes = len(slots_per_node)
     if nodes == 0:
@@ -400,6 +406,9 @@ def simulate_stages(
     if interval is None:
         interval = float(policy_obj.interval) if policy_obj is not None else 1.0
     interval = real("interval", interval, low=MIN_INTERVAL)
+    if isinstance(slow_nodes, (str, bytes)) or not hasattr(slow_nodes, "__iter__"):
+        raise TypeError(f"slow_nodes must be a sequence of node numbers, got {slow_nodes!r}")
+    slow_nodes = tuple(integer(f"slow_nodes[{i}]", n, low=0, high=nodes - 1) for i, n in enumerate(slow_nodes))
 
     rows: list[tuple] = []
     times: list[float] = []
