@@ -104,7 +104,8 @@ class EngineBase:
 def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
     """The engine for ``SpeculativeExecutor(engine, max_workers=…)``: None or "threads" (a
     private thread pool), "processes" or a ``multiprocessing`` context (worker processes of our
-    own, started the context's way), a ``distributed.Client`` (or its ``get_executor()``), or any
+    own, started the context's way), "ray" or the ``ray`` module (Ray tasks on the running Ray
+    runtime, or a local one), a ``distributed.Client`` (or its ``get_executor()``), or any
     ``concurrent.futures.Executor``. Raises TypeError / ValueError naming the argument."""
     from straggler._checks import integer
 
@@ -121,8 +122,22 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         slots = max_workers if max_workers is not None else os.cpu_count() or 1
         return ProcessEngine(slots, None if isinstance(engine, str) else engine)
+    from straggler._engines.ray import is_ray
+
+    if is_ray(engine):
+        if max_workers is not None:
+            raise ValueError(
+                f"max_workers: a Ray cluster's slots are its nodes' CPUs; got max_workers={max_workers!r}"
+            )
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError('executor: the Ray engine needs Ray: pip install "straggler[ray]"') from None
+        from straggler._engines.ray import RayEngine
+
+        return RayEngine()
     if isinstance(engine, str):
-        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads', 'processes'")
+        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads', 'processes', 'ray'")
     from straggler._engines.dask import client_of
 
     dask_client = client_of(engine)
@@ -144,6 +159,6 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         return PoolEngine(engine, max_workers)
     raise TypeError(
-        "executor must be 'threads', 'processes', a multiprocessing context, a concurrent.futures.Executor, "
+        "executor must be 'threads', 'processes', 'ray', a multiprocessing context, a concurrent.futures.Executor, "
         f"a distributed.Client or None, got {engine!r}"
     )

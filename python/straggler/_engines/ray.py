@@ -1,0 +1,713 @@
+"""The Ray engine: ``SpeculativeExecutor("ray")`` (or the ``ray`` module) runs attempts as Ray
+tasks.
+
+Importing this module does not import ``ray``; only an executor built on Ray (and the worker
+side, which runs inside Ray already) touches it. It uses the Ray runtime the user started
+(``ray.init(...)``, a cluster address) and, when none runs, starts a local one with
+``ray.init()``, as Ray itself does on the first ``.remote()``; it never shuts Ray down.
+
+How an attempt travels:
+
+- Every attempt is one Ray task with ``max_retries=0`` and ``retry_exceptions=False``: the
+  executor retries, Ray does not. It asks for the task's ``sg.options(cpus=, gpus=, memory=)``
+  as ``num_cpus``/``num_gpus``/``memory``; a copy asks for the same.
+- Originals go to Ray as soon as they are submitted, with Ray's default placement. Copies and
+  retries are pinned to the node ``plan_copies`` chose (``NodeAffinitySchedulingStrategy``,
+  ``soft=False``): a node the task has not run on, not blocked (Flink) nor slow (LATE). A
+  node is a Ray node id, numbered in the order the executor first saw it; the slots of a node
+  are its CPUs, read from ``ray.nodes()`` at most once a second.
+- The wrapper that runs in the worker reports the attempt's start (with its node) and its
+  heartbeats through the process's report channel: a flusher thread sends them in batches to
+  a small asynchronous actor of the executor's (``_Reports``, no CPU, placed on the driver's
+  node), and the engine's poll thread drains the actor in batches (a long poll, so a report
+  waits for no timer). A ``heartbeat()`` in a Ray task stores a tuple and returns; the
+  actor's reply to a flush carries the cancel flags of the worker's attempts. Worker times
+  become executor times by the worker's own clock differences (``sent - at``).
+- Completions come from each result's ``ObjectRef.future()``; the task's own exception travels
+  as a value, so it reaches the Future as itself.
+- Stopping (a loser, a timed-out attempt, a cancelled task) is a ladder: the cancel flag at
+  once (the next ``heartbeat()`` raises ``AttemptCancelled``); after ``stop_grace``,
+  ``ray.cancel(ref)``, a ``KeyboardInterrupt`` in the task that lands at its next Python
+  bytecode (on Ray 2.60 a blocking C call such as ``time.sleep`` delays it: measured); after
+  another ``stop_grace``, ``ray.cancel(ref, force=True)``, which ends the worker process even
+  inside a C call. An attempt that has not started is cancelled in Ray's queue at once.
+- Faults: a worker or node that dies, a result object lost, a pinned node gone: the attempt is
+  "lost" (re-queued, never a failure; a task that loses ``max_failures`` attempts this way
+  fails with the last error). Every call to Ray that may wait on another process runs in a
+  thread of the engine (the poll thread, the call queue), never under the ledger's lock, and
+  every error there is logged and survived.
+
+Not done: originals are never moved off a busy node (Ray queues them itself) and do not avoid
+Flink's blocked nodes (Ray offers no "not on these nodes" strategy for a single task); only
+copies and retries are placed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+import logging
+import shutil
+import threading
+import time
+import types
+from typing import Any, Callable, Optional
+
+from straggler._context import AttemptCancelled, _enter, _leave
+from straggler._engines import EngineBase
+from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, sweep_staging
+from straggler._engines.runners import make_staging, serving
+from straggler._ledger import Attempt, FollowUp, Ledger, Task
+from straggler._scheduling import NodeBlocklist
+
+logger = logging.getLogger("straggler")
+
+__all__: list[str] = []
+
+# Ray's namespace for the executors' report actors (a named actor is found by its namespace).
+NAMESPACE = "straggler"
+# The poll thread's long poll: the actor answers at once when reports wait, else after this.
+POLL_WAIT = 0.2
+# The longest any of our threads waits for one answer from Ray before it logs and goes on.
+CALL_TIMEOUT = 10.0
+
+# What the wrapper returns first: how the attempt ended.
+_FINISHED, _RAISED, _STOPPED = 0, 1, 2
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+class _RayChannel(ReportChannel):
+    """One executor's reports from one Ray worker process, pushed to its report actor; the
+    actor's answer marks the attempts that must stop and updates the node numbers."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.reports: Any = None
+        self.nodes_version = -1
+
+    def connect(self) -> None:
+        import ray
+
+        self.address = ray.get_runtime_context().get_node_id()
+        self.reports = ray.get_actor(self.name, namespace=NAMESPACE)
+        try:
+            self._learn(ray.get(self.reports.nodes.remote(), timeout=CALL_TIMEOUT))
+        except Exception:  # pragma: no cover - the node numbers come with the next answer
+            logger.debug("straggler: could not read the node numbers", exc_info=True)
+
+    def _learn(self, numbered: Optional[tuple[int, dict[str, int]]]) -> None:
+        if numbered is not None:
+            self.nodes_version, nodes = numbered
+            self.nodes = dict(nodes)
+
+    def send(self, message: dict) -> None:
+        import ray
+
+        message["nodes_version"] = self.nodes_version
+        cancelled, numbered = ray.get(self.reports.push.remote(message), timeout=CALL_TIMEOUT)
+        self._learn(numbered)
+        for key in cancelled:
+            attempt = self.running.get(key)
+            if attempt is not None:
+                attempt.cancelled = True
+
+
+_channels: dict[str, _RayChannel] = {}
+_channels_lock = threading.Lock()
+
+
+def _channel(name: str) -> _RayChannel:
+    channel = _channels.get(name)
+    if channel is None:
+        with _channels_lock:
+            channel = _channels.get(name)
+            if channel is None:
+                channel = _channels[name] = _RayChannel(name)
+    return channel
+
+
+def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[str], prefix: str,
+                 fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[int, Any, str, float, Optional[str]]:
+    """What Ray runs for every attempt. Returns (how it ended, its value or the exception it
+    raised, the node id, seconds, staging directory). The task's exception is returned, not
+    raised, so that Ray does not wrap it.
+
+    With an ``output``, the execution makes its own staging directory here, reports it with
+    the start (so the executor removes it if the run is lost or killed) and returns it.
+    ``KeyboardInterrupt`` (``ray.cancel``) is let through: Ray reports the task cancelled.
+    """
+    staging = make_staging(output, prefix) if output is not None else None
+    channel = _channel(channel_name)
+    attempt = channel.enter(key, fields, staging)
+    previous = _enter(attempt)
+    how = _FINISHED
+    try:
+        value = fn(*args, **kwargs)
+    except AttemptCancelled:
+        value, how = None, _STOPPED
+    except KeyboardInterrupt:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except BaseException as exc:  # the task's own error, SystemExit included, goes to its Future
+        value, how = exc, _RAISED
+    finally:
+        _leave(previous)
+        channel.leave(attempt)
+    if how != _FINISHED and staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or stopped execution's output never counts
+        staging = None
+    return how, value, channel.address, time.monotonic() - attempt.start, staging
+
+
+class _Reports:
+    """The executor's report actor (asynchronous: one event loop, no CPU). Workers push
+    batches of starts and heartbeats; the poll thread drains them; the engine marks attempts
+    to stop, and each push is answered with the pusher's attempts among them."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        self.arrived = asyncio.Event()
+        self.cancelled: set[str] = set()
+        self.numbered: tuple[int, dict[str, int]] = (0, {})
+
+    async def push(self, message: dict) -> tuple[list[str], Optional[tuple[int, dict[str, int]]]]:
+        self.messages.append(message)
+        self.arrived.set()
+        cancelled = [key for key in message["running"] if key in self.cancelled]
+        numbered = self.numbered if message["nodes_version"] != self.numbered[0] else None
+        return cancelled, numbered
+
+    async def drain(self, wait: float) -> list[dict]:
+        if not self.messages:
+            try:
+                await asyncio.wait_for(self.arrived.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        self.arrived.clear()
+        messages, self.messages = self.messages, []
+        return messages
+
+    async def cancel(self, keys: list[str]) -> None:
+        self.cancelled.update(keys)
+
+    async def forget(self, keys: list[str]) -> None:
+        self.cancelled.difference_update(keys)
+
+    async def learn_nodes(self, nodes: dict[str, int]) -> None:
+        self.numbered = (self.numbered[0] + 1, nodes)
+
+    async def nodes(self) -> tuple[int, dict[str, int]]:
+        return self.numbered
+
+
+# --- the driver side ---------------------------------------------------------------------------
+
+def is_ray(engine: Any) -> bool:
+    """True for ``"ray"`` and for the ``ray`` module itself."""
+    if isinstance(engine, str):
+        return engine == "ray"
+    return isinstance(engine, types.ModuleType) and engine.__name__ == "ray"
+
+
+_remote_fn: Any = None
+
+
+def _remote() -> Any:
+    global _remote_fn
+    if _remote_fn is None:
+        import ray
+
+        _remote_fn = ray.remote(max_retries=0, retry_exceptions=False)(_run_attempt)
+    return _remote_fn
+
+
+class RayAttempt(Attempt):
+    """An attempt handed to Ray: its key and result ref, and a node once it reports its start
+    (``started``); ``pinned`` is the node a copy or retry was sent to (-1: Ray chose)."""
+
+    __slots__ = ("node", "key", "ref", "pinned", "started", "address", "steps")
+
+    def __init__(self, task: Task, number: int, speculative: bool, clock: Callable[[], float]) -> None:
+        super().__init__(task, number, speculative, clock)
+        self.node = -1
+        self.key = ""
+        self.ref: Any = None
+        self.pinned = -1
+        self.started = False
+        self.address = ""
+        self.steps = 0  # stop-ladder steps taken: 1 flag, 2 ray.cancel, 3 force
+
+
+class RayEngine(ClusterNodes, EngineBase):
+    """The executor's side of a Ray runtime: a poll thread that drains the report actor and
+    an event thread that applies reports, settles ended attempts and climbs the stop ladder,
+    both through the ledger's methods; see the module's docstring."""
+
+    def __init__(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init()
+        self.ray = ray
+        self.init_nodes()
+        self.token = ""
+        self.channel = ""
+        self.reports: Any = None                       # the report actor's handle
+        self.by_key: dict[str, RayAttempt] = {}        # key -> its live attempt
+        self.stopped_unstarted: set[str] = set()       # cancelled in Ray before we saw them start
+        self.to_stop: list[RayAttempt] = []            # attempts to stop once the lock is free
+        self.to_sweep: list[Task] = []                 # settled tasks whose stray staging dirs to remove
+        self.ladder: list[tuple[float, int, RayAttempt]] = []   # (when, order, attempt): next step due
+        self.order = itertools.count()
+        self.nodes_refreshed = -1.0
+        self.slots = 1
+        self.arrived: collections.deque = collections.deque()    # (received, message) from the actor
+        self.finished: collections.deque = collections.deque()   # (attempt, future or error)
+        self.wake_events = threading.Condition(threading.Lock())
+        self.closing = False
+        self.closed = False
+        self.calls: Optional[CallQueue] = None
+        self.threads: list[threading.Thread] = []
+        self.refresh_nodes(force=True)
+
+    def bind(self, ledger: Ledger, blocklist: NodeBlocklist, interval: float) -> None:
+        super().bind(ledger, blocklist, interval)
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.token = ledger.token
+        self.channel = f"straggler-{self.token}"
+        self.calls = CallQueue(f"straggler-ray-calls-{self.token}")
+        with ledger.lock:
+            ledger.slots = self.slots
+        # On the driver's node (soft: anywhere if that cannot be), so that losing a worker node
+        # loses no reports; created before any attempt is submitted, so a worker finds it.
+        here = ray.get_runtime_context().get_node_id()
+        actor = ray.remote(num_cpus=0, max_restarts=0)(_Reports)
+        self.reports = actor.options(
+            name=self.channel, namespace=NAMESPACE, max_concurrency=1000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+        ).remote()
+        self.reports.learn_nodes.remote(dict(self.nodes))
+        for target, name in ((self._poll_loop, "poll"), (self._event_loop, "events")):
+            thread = threading.Thread(target=target, name=f"straggler-ray-{name}-{self.token}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        self.refresh_nodes()
+
+    def refresh_nodes(self, force: bool = False) -> None:
+        """Re-read the cluster's live nodes and their CPUs (a call to Ray's control store; at
+        most once a second unless forced). Called without the ledger's lock."""
+        now = time.monotonic()
+        if not force and now - self.nodes_refreshed < 1.0:
+            return
+        self.nodes_refreshed = now
+        alive = {
+            n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0))
+            for n in self.ray.nodes() if n.get("Alive") or n.get("alive")
+        }
+        ledger: Optional[Ledger] = getattr(self, "ledger", None)  # None until bound
+        lock = ledger.lock if ledger is not None else threading.Lock()
+        with lock:
+            known = len(self.addresses)
+            self.nthreads = {self.node_of_locked(address): cpus for address, cpus in alive.items()}
+            self.slots = max(1, sum(self.nthreads.values()))
+            if ledger is not None:
+                ledger.slots = self.slots
+            learned = dict(self.nodes) if len(self.addresses) != known else None
+        if learned is not None and self.reports is not None:
+            self.reports.learn_nodes.remote(learned)
+
+    def nodes_locked(self, tasks: list[Optional[Task]], det_tasks: list[int], now: float) -> Optional[dict]:
+        """The planner's view of the nodes; None on a runtime of one node, which leaves no
+        node to choose: copies then go where Ray puts them, as on a thread pool."""
+        if len(self.nthreads) <= 1:
+            return None
+        return super().nodes_locked(tasks, det_tasks, now)
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Hand every queued attempt to Ray (called with the ledger's lock free)."""
+        ledger = self.ledger
+        batch = []
+        with ledger.lock:
+            while True:
+                taken = ledger.take_locked(RayAttempt, start=False)
+                if taken is None:
+                    break
+                attempt, node = taken
+                assert isinstance(attempt, RayAttempt)
+                task = attempt.task
+                attempt.key = f"{self.token}-{task.id}-{attempt.number}"
+                ledger.busy += 1
+                if node >= 0 and node in self.nthreads:
+                    attempt.pinned = node
+                    self.copies_on[node] += 1
+                elif not attempt.speculative:
+                    self.unstarted_originals += 1
+                self.by_key[attempt.key] = attempt
+                batch.append((attempt, task.fn, task.args, task.kwargs))
+        for attempt, fn, args, kwargs in batch:
+            self._submit(attempt, fn, args, kwargs)
+
+    def _submit(self, attempt: RayAttempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        task = attempt.task
+        try:
+            remote = _remote()
+            task_options = task.options
+            options: dict[str, Any] = {}
+            if task_options is not None:
+                if task_options.cpus != 1:
+                    options["num_cpus"] = task_options.cpus
+                if task_options.gpus:
+                    options["num_gpus"] = task_options.gpus
+                if task_options.memory is not None:
+                    options["memory"] = task_options.memory
+            if attempt.pinned >= 0:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    self.addresses[attempt.pinned], soft=False)
+            if options:
+                remote = remote.options(**options)
+            prefix = self.ledger.staging_prefix(task, attempt.number) if task.output is not None else ""
+            fields = (task.id, attempt.number, attempt.speculative)
+            ref = remote.remote(self.channel, attempt.key, fields, task.output, prefix, fn, args, kwargs)
+            result = ref.future()
+        except Exception as exc:  # e.g. Ray shut down, an argument that does not pickle: a failure
+            with self.wake_events:
+                self.finished.append((attempt, exc))
+                self.wake_events.notify()
+            return
+        attempt.ref = ref
+        result.add_done_callback(lambda done, attempt=attempt: self._on_done(attempt, done))
+
+    def _on_done(self, attempt: RayAttempt, done: Any) -> None:
+        # Ray's thread: only queue it.
+        with self.wake_events:
+            self.finished.append((attempt, done))
+            self.wake_events.notify()
+
+    # --- the poll thread --------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        ray = self.ray
+        failures = 0
+        while not self.closing:
+            try:
+                messages = ray.get(self.reports.drain.remote(POLL_WAIT), timeout=CALL_TIMEOUT)
+                failures = 0
+            except Exception:
+                if self.closing:
+                    return
+                failures += 1
+                # Logged once per run of failures; the results still arrive through their refs.
+                if failures == 1:
+                    logger.warning("straggler: could not read the Ray workers' reports; retrying", exc_info=True)
+                time.sleep(min(1.0, 0.05 * failures))
+                continue
+            if messages:
+                received = self.ledger.clock()
+                with self.wake_events:
+                    self.arrived.extend((received, message) for message in messages)
+                    self.wake_events.notify()
+
+    # --- the event thread -------------------------------------------------------------------
+
+    def _event_loop(self) -> None:
+        serving(self.ledger)  # Futures' callbacks run here: shutdown(wait=True) in one must refuse
+        while True:
+            with self.wake_events:
+                while not (self.arrived or self.finished or self.closing or self.to_stop or self._due()):
+                    wait = None if not self.ladder else max(0.0, self.ladder[0][0] - time.monotonic())
+                    self.wake_events.wait(wait)
+                if self.closing and not (self.arrived or self.finished):
+                    return
+                arrived, self.arrived = self.arrived, collections.deque()
+                finished, self.finished = self.finished, collections.deque()
+            # Nothing may end this thread: it alone settles attempts on Ray.
+            for step, args in ((self._apply_reports, (arrived,)), (self._settle, (finished,)),
+                               (self._stop, ()), (self._climb, ()), (self._sweep, ()), (self.wake, ())):
+                try:
+                    step(*args)  # type: ignore[operator]
+                except Exception:
+                    logger.exception("straggler: a step of the Ray event thread failed; continuing")
+
+    def _due(self) -> bool:
+        return bool(self.ladder) and self.ladder[0][0] <= time.monotonic()
+
+    def _apply_reports(self, arrived: collections.deque) -> None:
+        if not arrived:
+            return
+        ledger = self.ledger
+        with ledger.lock:
+            for received, message in arrived:
+                address = message["worker"]
+                shift = received - message["sent"]  # worker clock -> executor clock
+                for key, at, staging in message["starts"]:
+                    attempt = self.by_key.get(key)
+                    if attempt is not None and not attempt.started:
+                        self._start_locked(attempt, address, at + shift, staging)
+                for key, at, progress, records in message["beats"]:
+                    attempt = self.by_key.get(key)
+                    if attempt is None or not attempt.started:
+                        continue
+                    beat = attempt.beat
+                    # Clamp: two messages' shifts differ by their latencies; the Detector needs
+                    # every attempt's times in order.
+                    floor = attempt.start if beat is None else beat[0]
+                    attempt.beat = (max(at + shift, floor), progress, records)
+
+    def _start_locked(self, attempt: RayAttempt, address: str, at: float, staging: Optional[str]) -> None:
+        """A start report (or, without one, a result) shows where and when the attempt runs."""
+        ledger = self.ledger
+        task = attempt.task
+        node = self.node_of_locked(address)
+        self._unstarted_locked(attempt)
+        ledger.claim_locked(task)  # its caller may have cancelled it while it waited in Ray
+        attempt.started = True
+        attempt.start = min(at, ledger.clock())
+        attempt.address = address
+        attempt.node = node
+        attempt.staging = staging
+        self.running_on[node] += 1
+        if not task.done:
+            self.task_nodes.setdefault(task, set()).add(node)
+        ledger.started_locked(attempt)
+
+    def _unstarted_locked(self, attempt: RayAttempt) -> None:
+        """The attempt no longer waits in Ray: it started, or ended without starting."""
+        if attempt.pinned >= 0:
+            self.copies_on[attempt.pinned] -= 1
+        elif not attempt.speculative:
+            self.unstarted_originals -= 1
+
+    def _outcome(self, attempt: RayAttempt, done: Any) -> tuple[Any, Optional[BaseException], Optional[str],
+                                                                 Optional[float], Optional[str], bool]:
+        """(value, error, node id, seconds, staging, lost?) of an ended attempt."""
+        ray = self.ray
+        if isinstance(done, BaseException):  # its submission failed
+            return None, done, None, None, None, False
+        try:
+            how, value, address, seconds, staging = done.result(timeout=0)
+        except ray.exceptions.TaskCancelledError as exc:
+            return None, AttemptCancelled(f"task {attempt.task.id}: the Ray task was cancelled ({exc})"), \
+                None, None, None, not attempt.cancelled
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError,
+                ray.exceptions.ObjectLostError, ray.exceptions.TaskUnschedulableError,
+                ray.exceptions.OutOfMemoryError) as exc:
+            # Its worker or node died, or its result was lost: lost, unless we stopped it (a
+            # forced cancel ends its worker too).
+            return None, exc, None, None, None, not attempt.cancelled
+        except ray.exceptions.RayTaskError as exc:  # the wrapper itself failed (a result that does not pickle…)
+            cause = getattr(exc, "cause", None)
+            return None, cause if isinstance(cause, BaseException) else exc, None, None, None, False
+        except Exception as exc:
+            return None, exc, None, None, None, False
+        if how == _FINISHED:
+            return value, None, address, seconds, staging, False
+        if how == _STOPPED:
+            error = AttemptCancelled(f"task {attempt.task.id}: another attempt finished first")
+            return None, error, address, seconds, None, False
+        return None, value, address, seconds, None, False
+
+    def _settle(self, finished: collections.deque) -> None:
+        if not finished:
+            return
+        ledger = self.ledger
+        outcomes = []
+        seen: set[RayAttempt] = set()
+        for attempt, done in finished:
+            if attempt in seen or self.by_key.get(attempt.key) is not attempt:
+                continue  # notified twice, or already settled
+            seen.add(attempt)
+            outcomes.append((attempt, *self._outcome(attempt, done)))
+        follow_ups: list[FollowUp] = []
+        ended = 0
+        forget = []
+        with ledger.lock:
+            now = ledger.clock()
+            for attempt, value, error, address, seconds, staging, lost in outcomes:
+                task = attempt.task
+                self.stopped_unstarted.discard(attempt.key)
+                if attempt.steps:
+                    forget.append(attempt.key)
+                if not task.done:
+                    # Not seen running yet, so its Future may still be PENDING: claim it as
+                    # ThreadPoolExecutor does before a task runs (its caller may have cancelled it).
+                    ledger.claim_locked(task)
+                if not attempt.started:
+                    if address is not None:
+                        # The result came before the start report: it started then.
+                        self._start_locked(attempt, address, now - (seconds or 0.0), None)
+                    else:
+                        # Ended before it was seen running: it has no Detector row and wasted
+                        # nothing. Cancelled in Ray's queue (its task was settled) it leaves no
+                        # trace; lost or failed, it ends now.
+                        self._unstarted_locked(attempt)
+                        attempt.start = now
+                        if task.done:
+                            del self.by_key[attempt.key]
+                            attempt.ref = None
+                            ledger.drop_locked(attempt)
+                            ended += 1
+                            continue
+                        ledger.started_locked(attempt)
+                if staging is not None:
+                    if attempt.staging is not None and attempt.staging != staging:
+                        shutil.rmtree(attempt.staging, ignore_errors=True)
+                    attempt.staging = staging  # the execution that produced this result
+                end = now if seconds is None else min(now, attempt.start + seconds)
+                del self.by_key[attempt.key]
+                attempt.ref = None
+                if attempt.node >= 0:
+                    self.running_on[attempt.node] -= 1
+                ended += 1
+                if lost:
+                    assert error is not None
+                    follow_up = ledger.lose_locked(attempt, error, end)
+                else:
+                    follow_up = ledger.settle_locked(attempt, value, error, end)
+                if follow_up is not None:
+                    follow_ups.append(follow_up)
+                if task.done and not task.running:
+                    self.task_nodes.pop(task, None)
+                    if task.output is not None:
+                        self.to_sweep.append(task)
+        if forget and self.calls is not None:
+            self.calls.put(self.reports.forget.remote, forget)
+        for follow_up in follow_ups:
+            ledger.finish_up(follow_up)
+        if ended:
+            with ledger.changed:
+                ledger.busy -= ended
+                ledger.changed.notify_all()
+
+    def _sweep(self) -> None:
+        """Remove what executions whose start was never reported (their worker died first)
+        left beside the outputs of settled tasks."""
+        with self.ledger.lock:
+            tasks, self.to_sweep = self.to_sweep, []
+        for task in tasks:
+            prefix = self.ledger.staging_prefix(task, 0)[: -len("0-")]  # ".<name>.straggler-<token>-t<id>a"
+            sweep_staging(prefix, task.output or "")
+
+    def cancel_unstarted(self) -> None:
+        """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Ray."""
+        ledger = self.ledger
+        with ledger.lock:
+            waiting = [
+                (a.task, a.task.future) for a in self.by_key.values()
+                if not a.started and a.number == 0 and not a.speculative and not a.task.done
+                and not a.task.claimed
+            ]
+        # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
+        # meanwhile is RUNNING, and cancel() leaves it alone.
+        cancelled = [task for task, future in waiting if future.cancel()]
+        with ledger.lock:
+            for task in cancelled:
+                if not task.done:
+                    ledger.abandon_locked(task)  # stops its attempt: cancelled in Ray's queue
+
+    # --- the stop ladder --------------------------------------------------------------------
+
+    def stop_attempt(self, attempt: Attempt) -> None:
+        """The ledger's stop hook (under its lock; the flag is set): the event thread climbs
+        the ladder."""
+        assert isinstance(attempt, RayAttempt)
+        with self.wake_events:
+            self.to_stop.append(attempt)
+            self.wake_events.notify()
+
+    def _stop(self) -> None:
+        """Step 1 for the attempts just told to stop: the flag reaches the worker with the
+        actor's next answer; one not seen running is cancelled in Ray's queue at once."""
+        with self.wake_events:
+            attempts, self.to_stop = self.to_stop, []
+        if not attempts:
+            return
+        calls = self.calls
+        assert calls is not None
+        flags, queued = [], []
+        grace = self.stop_grace
+        now = time.monotonic()
+        with self.ledger.lock:
+            for attempt in attempts:
+                if attempt.outcome or attempt.steps:
+                    continue
+                attempt.steps = 1
+                flags.append(attempt.key)
+                if attempt.started or attempt.ref is None:  # (None: still being submitted)
+                    self._next_step_locked(attempt, now + grace)
+                else:
+                    # Not seen running: cancel it in Ray's queue. Should it have started
+                    # meanwhile, the cancel interrupts it; force follows if it runs on.
+                    self.stopped_unstarted.add(attempt.key)
+                    attempt.steps = 2
+                    queued.append(attempt.ref)
+                    self._next_step_locked(attempt, now + grace)
+        if flags:
+            calls.put(self.reports.cancel.remote, flags)
+        for ref in queued:
+            calls.put(self.ray.cancel, ref)
+
+    def _next_step_locked(self, attempt: RayAttempt, when: float) -> None:
+        with self.wake_events:
+            heapq.heappush(self.ladder, (when, next(self.order), attempt))
+
+    def _climb(self) -> None:
+        """Steps 2 and 3 that are due: ``ray.cancel``, then with ``force``."""
+        calls = self.calls
+        assert calls is not None
+        now = time.monotonic()
+        due = []
+        with self.wake_events:
+            while self.ladder and self.ladder[0][0] <= now:
+                due.append(heapq.heappop(self.ladder)[2])
+        if not due:
+            return
+        with self.ledger.lock:
+            for attempt in due:
+                ref = attempt.ref
+                if attempt.outcome:
+                    continue  # ended meanwhile
+                if ref is None:
+                    if self.by_key.get(attempt.key) is attempt:
+                        self._next_step_locked(attempt, now + 0.05)  # still being submitted
+                    continue
+                attempt.steps += 1
+                if attempt.steps == 2:
+                    calls.put(self.ray.cancel, ref)
+                    self._next_step_locked(attempt, now + self.stop_grace)
+                elif attempt.steps == 3:
+                    logger.info("straggler: attempt %d of task %d ignored ray.cancel for %g s; forcing it",
+                                attempt.number, attempt.task.id, self.stop_grace)
+                    calls.put(self.ray.cancel, ref, force=True)
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def close(self, wait: bool) -> None:
+        with self.wake_events:
+            if self.closed:
+                return
+            self.closing = True
+            self.wake_events.notify()
+        if wait:
+            for thread in self.threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+        with self.wake_events:
+            self.closed = True
+        if self.calls is not None:
+            if self.reports is not None:
+                self.calls.put(self.ray.kill, self.reports)
+            self.calls.close()
