@@ -438,7 +438,7 @@ class RayEngine(ClusterNodes, EngineBase):
             for step, args in ((self._apply_reports, (arrived,)), (self._settle, (finished,)),
                                (self._stop, ()), (self._climb, ()), (self._sweep, ()), (self.wake, ())):
                 try:
-                    step(*args)  # type: ignore[operator]
+                    step(*args)
                 except Exception:
                     logger.exception("straggler: a step of the Ray event thread failed; continuing")
 
@@ -524,13 +524,15 @@ class RayEngine(ClusterNodes, EngineBase):
         if not finished:
             return
         ledger = self.ledger
-        outcomes = []
+        outcomes: list[tuple[RayAttempt, Any, Optional[BaseException], Optional[str], Optional[float],
+                             Optional[str], bool]] = []
         seen: set[RayAttempt] = set()
         for attempt, done in finished:
-            if attempt in seen or self.by_key.get(attempt.key) is not attempt:
-                continue  # notified twice, or already settled
-            seen.add(attempt)
-            outcomes.append((attempt, *self._outcome(attempt, done)))
+            live = self.by_key.get(attempt.key)
+            if live is None or live is not attempt or live in seen:
+                continue  # already settled, or notified twice
+            seen.add(live)
+            outcomes.append((live, *self._outcome(live, done)))
         follow_ups: list[FollowUp] = []
         ended = 0
         forget = []
