@@ -165,7 +165,7 @@ class CallQueue:
             call, args, kwargs = item
             try:
                 call(*args, **kwargs)
-            except Exception:
+            except BaseException:  # SystemExit too: Ray raises it once it shuts down
                 logger.info("straggler: a call to the cluster failed (a worker left?)", exc_info=True)
 
 

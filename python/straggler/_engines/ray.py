@@ -49,6 +49,7 @@ import collections
 import heapq
 import itertools
 import logging
+import os
 import shutil
 import threading
 import time
@@ -68,6 +69,8 @@ __all__: list[str] = []
 
 # Ray's namespace for the executors' report actors (a named actor is found by its namespace).
 NAMESPACE = "straggler"
+# The resource only the head node has.
+HEAD = "node:__internal_head__"
 # The poll thread's long poll: the actor answers at once when reports wait, else after this.
 POLL_WAIT = 0.2
 # The longest any of our threads waits for one answer from Ray before it logs and goes on.
@@ -169,6 +172,7 @@ class _Reports:
     to stop, and each push is answered with the pusher's attempts among them."""
 
     def __init__(self) -> None:
+        self.generation = os.urandom(8).hex()   # new after Ray restarted the actor (its state is gone)
         self.messages: list[dict] = []
         self.arrived = asyncio.Event()
         self.cancelled: set[str] = set()
@@ -181,7 +185,7 @@ class _Reports:
         numbered = self.numbered if message["nodes_version"] != self.numbered[0] else None
         return cancelled, numbered
 
-    async def drain(self, wait: float) -> list[dict]:
+    async def drain(self, wait: float) -> tuple[str, list[dict]]:
         if not self.messages:
             try:
                 await asyncio.wait_for(self.arrived.wait(), wait)
@@ -189,7 +193,7 @@ class _Reports:
                 pass
         self.arrived.clear()
         messages, self.messages = self.messages, []
-        return messages
+        return self.generation, messages
 
     async def cancel(self, keys: list[str]) -> None:
         self.cancelled.update(keys)
@@ -257,6 +261,7 @@ class RayEngine(ClusterNodes, EngineBase):
         self.token = ""
         self.channel = ""
         self.reports: Any = None                       # the report actor's handle
+        self.generation = ""                           # the report actor's, as last drained
         self.by_key: dict[str, RayAttempt] = {}        # key -> its live attempt
         self.stopped_unstarted: set[str] = set()       # cancelled in Ray before we saw them start
         self.to_stop: list[RayAttempt] = []            # attempts to stop once the lock is free
@@ -284,14 +289,16 @@ class RayEngine(ClusterNodes, EngineBase):
         self.calls = CallQueue(f"straggler-ray-calls-{self.token}")
         with ledger.lock:
             ledger.slots = self.slots
-        # On the driver's node (soft: anywhere if that cannot be), so that losing a worker node
-        # loses no reports; created before any attempt is submitted, so a worker finds it.
-        here = ray.get_runtime_context().get_node_id()
-        actor = ray.remote(num_cpus=0, max_restarts=0)(_Reports)
-        self.reports = actor.options(
-            name=self.channel, namespace=NAMESPACE, max_concurrency=1000,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
-        ).remote()
+        # On the head node if it can (soft), so that losing a worker node loses no reports;
+        # should its node die all the same, Ray restarts it elsewhere and the poll thread tells
+        # the new one what the old one knew. Created before any attempt is submitted, so that
+        # a worker finds it by name.
+        head = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD in n.get("Resources", {})]
+        actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Reports)
+        options: dict[str, Any] = dict(name=self.channel, namespace=NAMESPACE, max_concurrency=1000)
+        if head:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head[0], soft=True)
+        self.reports = actor.options(**options).remote()
         self.reports.learn_nodes.remote(dict(self.nodes))
         for target, name in ((self._poll_loop, "poll"), (self._event_loop, "events")):
             thread = threading.Thread(target=target, name=f"straggler-ray-{name}-{self.token}", daemon=True)
@@ -404,10 +411,16 @@ class RayEngine(ClusterNodes, EngineBase):
         failures = 0
         while not self.closing:
             try:
-                messages = ray.get(self.reports.drain.remote(POLL_WAIT), timeout=CALL_TIMEOUT)
+                generation, messages = ray.get(self.reports.drain.remote(POLL_WAIT), timeout=CALL_TIMEOUT)
                 failures = 0
-            except Exception:
-                if self.closing:
+                if generation != self.generation:
+                    if self.generation:
+                        self._restore()
+                    self.generation = generation
+            except BaseException as exc:  # SystemExit: Ray is shutting down in this process
+                if self.closing or isinstance(exc, SystemExit):
+                    if not self.closing:
+                        logger.warning("straggler: Ray shut down under a running executor; no more reports")
                     return
                 failures += 1
                 # Logged once per run of failures; the results still arrive through their refs.
@@ -420,6 +433,17 @@ class RayEngine(ClusterNodes, EngineBase):
                 with self.wake_events:
                     self.arrived.extend((received, message) for message in messages)
                     self.wake_events.notify()
+
+    def _restore(self) -> None:
+        """Ray restarted the report actor (its node died): tell it the node numbers and the
+        attempts still told to stop. Reports that were in it are lost; the results are not."""
+        logger.warning("straggler: the Ray report actor was restarted; reports in it were lost")
+        with self.ledger.lock:
+            nodes = dict(self.nodes)
+            stopping = [key for key, attempt in self.by_key.items() if attempt.steps]
+        self.reports.learn_nodes.remote(nodes)
+        if stopping:
+            self.reports.cancel.remote(stopping)
 
     # --- the event thread -------------------------------------------------------------------
 
@@ -698,18 +722,21 @@ class RayEngine(ClusterNodes, EngineBase):
     # --- the end ----------------------------------------------------------------------------
 
     def close(self, wait: bool) -> None:
+        """Stop the engine's threads and remove the report actor; with ``wait``, until they
+        have ended (also when an earlier ``close(wait=False)`` began it)."""
         with self.wake_events:
-            if self.closed:
-                return
+            first = not self.closing
             self.closing = True
             self.wake_events.notify()
+        calls = self.calls
+        if first and calls is not None:
+            if self.reports is not None:
+                calls.put(self.ray.kill, self.reports)
+            calls.close()
         if wait:
-            for thread in self.threads:
+            threads = self.threads + ([calls.thread] if calls is not None else [])
+            for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()
         with self.wake_events:
             self.closed = True
-        if self.calls is not None:
-            if self.reports is not None:
-                self.calls.put(self.ray.kill, self.reports)
-            self.calls.close()
