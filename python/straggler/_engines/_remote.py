@@ -84,7 +84,9 @@ class ReportChannel:
         self.name = name
         self.lock = threading.Lock()
         self.running: dict[str, RemoteAttempt] = {}
-        self.starts: list[tuple[str, float, Optional[str]]] = []
+        # Starts not sent yet, by key: one that ends first is never sent (its result says
+        # where and how long it ran), so a short task costs no report at all.
+        self.starts: dict[str, tuple[str, float, Optional[str]]] = {}
         self.wake = threading.Event()
         self.nodes: dict[str, int] = {}   # the worker's address -> node id, as the executor numbered them
         self.address = ""
@@ -105,13 +107,14 @@ class ReportChannel:
                                                daemon=True)
                 self.thread.start()
             self.running[key] = attempt
-            self.starts.append((key, attempt.start, staging))
+            self.starts[key] = (key, attempt.start, staging)
         self.wake.set()
         return attempt
 
     def leave(self, attempt: RemoteAttempt) -> None:
         with self.lock:
             self.running.pop(attempt.key, None)
+            self.starts.pop(attempt.key, None)
 
     def _flush_loop(self) -> None:
         window = threading.Event()  # never set: waiting on it is the batching window
@@ -120,7 +123,7 @@ class ReportChannel:
             window.wait(FLUSH_INTERVAL)
             self.wake.clear()  # before collecting: a beat stored from now on wakes us again
             with self.lock:
-                starts, self.starts = self.starts, []
+                starts, self.starts = list(self.starts.values()), {}
                 running = list(self.running.values())
             beats = []
             for attempt in running:

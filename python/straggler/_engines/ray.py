@@ -18,13 +18,14 @@ How an attempt travels:
   are its CPUs, read from ``ray.nodes()`` at most once a second.
 - The wrapper that runs in the worker reports the attempt's start (with its node) and its
   heartbeats through the process's report channel: a flusher thread sends them in batches to
-  a small asynchronous actor of the executor's (``_Reports``, no CPU, placed on the driver's
-  node), and the engine's poll thread drains the actor in batches (a long poll, so a report
+  a small asynchronous actor (``_Reports``, no CPU, on the head node; one per Ray job, each
+  executor a channel in it), and the engine's poll thread drains its channel in batches (a long poll, so a report
   waits for no timer). A ``heartbeat()`` in a Ray task stores a tuple and returns; the
   actor's reply to a flush carries the cancel flags of the worker's attempts. Worker times
   become executor times by the worker's own clock differences (``sent - at``).
-- Completions come from each result's ``ObjectRef.future()``; the task's own exception travels
-  as a value, so it reaches the Future as itself.
+- Completions: a results thread waits for every attempt's result in batches (``ray.wait``,
+  then one ``ray.get``); the task's own exception travels as a value, so it reaches the
+  Future as itself.
 - Stopping (a loser, a timed-out attempt, a cancelled task) is a ladder: the cancel flag at
   once (the next ``heartbeat()`` raises ``AttemptCancelled``); after ``stop_grace``,
   ``ray.cancel(ref)``, a ``KeyboardInterrupt`` in the task that lands at its next Python
@@ -73,6 +74,8 @@ NAMESPACE = "straggler"
 HEAD = "node:__internal_head__"
 # The poll thread's long poll: the actor answers at once when reports wait, else after this.
 POLL_WAIT = 0.2
+# The results thread's batching window: ``ray.wait`` returns what is ready after this long.
+RESULT_WAIT = 0.02
 # The longest any of our threads waits for one answer from Ray before it logs and goes on.
 CALL_TIMEOUT = 10.0
 
@@ -94,10 +97,11 @@ class _RayChannel(ReportChannel):
     def connect(self) -> None:
         import ray
 
-        self.address = ray.get_runtime_context().get_node_id()
-        self.reports = ray.get_actor(self.name, namespace=NAMESPACE)
+        context = ray.get_runtime_context()
+        self.address = context.get_node_id()
+        self.reports = ray.get_actor(reports_name(context.get_job_id()), namespace=NAMESPACE)
         try:
-            self._learn(ray.get(self.reports.nodes.remote(), timeout=CALL_TIMEOUT))
+            self._learn(ray.get(self.reports.nodes.remote(self.name), timeout=CALL_TIMEOUT))
         except Exception:  # pragma: no cover - the node numbers come with the next answer
             logger.debug("straggler: could not read the node numbers", exc_info=True)
 
@@ -110,7 +114,7 @@ class _RayChannel(ReportChannel):
         import ray
 
         message["nodes_version"] = self.nodes_version
-        cancelled, numbered = ray.get(self.reports.push.remote(message), timeout=CALL_TIMEOUT)
+        cancelled, numbered = ray.get(self.reports.push.remote(self.name, message), timeout=CALL_TIMEOUT)
         self._learn(numbered)
         for key in cancelled:
             attempt = self.running.get(key)
@@ -132,9 +136,11 @@ def _channel(name: str) -> _RayChannel:
     return channel
 
 
-def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[str], prefix: str,
-                 fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[int, Any, str, float, Optional[str]]:
-    """What Ray runs for every attempt. Returns (how it ended, its value or the exception it
+def _run_attempt(job: tuple[str, str, tuple, Optional[str], str, Callable[..., Any], tuple, dict]
+                 ) -> tuple[int, Any, str, float, Optional[str]]:
+    """What Ray runs for every attempt: ``job`` is (channel name, key, (task, attempt,
+    speculative), output, staging prefix, fn, args, kwargs), one argument because Ray's cost
+    per task grows with the number of arguments (measured). Returns (how it ended, its value or the exception it
     raised, the node id, seconds, staging directory). The task's exception is returned, not
     raised, so that Ray does not wrap it.
 
@@ -142,6 +148,7 @@ def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[st
     the start (so the executor removes it if the run is lost or killed) and returns it.
     ``KeyboardInterrupt`` (``ray.cancel``) is let through: Ray reports the task cancelled.
     """
+    channel_name, key, fields, output, prefix, fn, args, kwargs = job
     staging = make_staging(output, prefix) if output is not None else None
     channel = _channel(channel_name)
     attempt = channel.enter(key, fields, staging)
@@ -166,46 +173,107 @@ def _run_attempt(channel_name: str, key: str, fields: tuple, output: Optional[st
     return how, value, channel.address, time.monotonic() - attempt.start, staging
 
 
-class _Reports:
-    """The executor's report actor (asynchronous: one event loop, no CPU). Workers push
-    batches of starts and heartbeats; the poll thread drains them; the engine marks attempts
-    to stop, and each push is answered with the pusher's attempts among them."""
+class _Channel:
+    """One executor's state in the report actor."""
 
     def __init__(self) -> None:
-        self.generation = os.urandom(8).hex()   # new after Ray restarted the actor (its state is gone)
         self.messages: list[dict] = []
         self.arrived = asyncio.Event()
         self.cancelled: set[str] = set()
         self.numbered: tuple[int, dict[str, int]] = (0, {})
+        self.closed = False
 
-    async def push(self, message: dict) -> tuple[list[str], Optional[tuple[int, dict[str, int]]]]:
-        self.messages.append(message)
-        self.arrived.set()
-        cancelled = [key for key in message["running"] if key in self.cancelled]
-        numbered = self.numbered if message["nodes_version"] != self.numbered[0] else None
+
+class _Reports:
+    """The report actor of one Ray job (one driver), shared by its executors, each with its
+    own channel (asynchronous: one event loop, no CPU). Workers push batches of starts and
+    heartbeats; an executor's poll thread drains its channel; the engine marks attempts to
+    stop, and each push is answered with the pusher's attempts among them. Shared, because
+    an actor is a process of its own: one per executor would cost each executor a process
+    start (about half a second, measured)."""
+
+    def __init__(self) -> None:
+        self.generation = os.urandom(8).hex()   # new after Ray restarted the actor (its state is gone)
+        self.channels: dict[str, _Channel] = {}
+
+    def _channel(self, name: str) -> _Channel:
+        channel = self.channels.get(name)
+        if channel is None:
+            channel = self.channels[name] = _Channel()
+        return channel
+
+    async def push(self, name: str, message: dict) -> tuple[list[str], Optional[tuple[int, dict[str, int]]]]:
+        channel = self._channel(name)
+        if channel.closed:
+            return [], None
+        channel.messages.append(message)
+        channel.arrived.set()
+        cancelled = [key for key in message["running"] if key in channel.cancelled]
+        numbered = channel.numbered if message["nodes_version"] != channel.numbered[0] else None
         return cancelled, numbered
 
-    async def drain(self, wait: float) -> tuple[str, list[dict]]:
-        if not self.messages:
+    async def drain(self, name: str, wait: float) -> tuple[str, list[dict]]:
+        channel = self._channel(name)
+        if not channel.messages and not channel.closed:
             try:
-                await asyncio.wait_for(self.arrived.wait(), wait)
+                await asyncio.wait_for(channel.arrived.wait(), wait)
             except asyncio.TimeoutError:
                 pass
-        self.arrived.clear()
-        messages, self.messages = self.messages, []
+        channel.arrived.clear()
+        messages, channel.messages = channel.messages, []
         return self.generation, messages
 
-    async def cancel(self, keys: list[str]) -> None:
-        self.cancelled.update(keys)
+    async def cancel(self, name: str, keys: list[str]) -> None:
+        self._channel(name).cancelled.update(keys)
 
-    async def forget(self, keys: list[str]) -> None:
-        self.cancelled.difference_update(keys)
+    async def forget(self, name: str, keys: list[str]) -> None:
+        self._channel(name).cancelled.difference_update(keys)
 
-    async def learn_nodes(self, nodes: dict[str, int]) -> None:
-        self.numbered = (self.numbered[0] + 1, nodes)
+    async def learn_nodes(self, name: str, nodes: dict[str, int]) -> None:
+        channel = self._channel(name)
+        channel.numbered = (channel.numbered[0] + 1, nodes)
 
-    async def nodes(self) -> tuple[int, dict[str, int]]:
-        return self.numbered
+    async def nodes(self, name: str) -> tuple[int, dict[str, int]]:
+        return self._channel(name).numbered
+
+    async def close(self, name: str) -> None:
+        """The executor is done: a drain waiting returns, and the channel is dropped (a late
+        push recreates it closed-less, harmlessly: nobody drains it)."""
+        channel = self.channels.pop(name, None)
+        if channel is not None:
+            channel.closed = True
+            channel.arrived.set()
+
+
+def reports_name(job_id: str) -> str:
+    return f"straggler-reports-{job_id}"
+
+
+# The report actors this process created, by name: an actor lives while its creator holds its
+# handle (handles found by name do not keep it), so the creator's stays here for the job.
+_created: dict[str, Any] = {}
+_created_lock = threading.Lock()
+
+
+def _job_reports(ray: Any) -> Any:
+    """The running job's report actor: found by name, else created on the head node if it can
+    (soft), so that losing a worker node loses no reports. Should its node die all the same,
+    Ray restarts it elsewhere and each executor's poll thread tells it what the old one knew."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    name = reports_name(ray.get_runtime_context().get_job_id())
+    with _created_lock:
+        try:
+            return ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            pass  # none yet (or the runtime was started again): create it
+        head = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD in n.get("Resources", {})]
+        options: dict[str, Any] = dict(name=name, namespace=NAMESPACE, max_concurrency=1000)
+        if head:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head[0], soft=True)
+        actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Reports)
+        handle = _created[name] = actor.options(**options).remote()
+        return handle
 
 
 # --- the driver side ---------------------------------------------------------------------------
@@ -271,7 +339,9 @@ class RayEngine(ClusterNodes, EngineBase):
         self.nodes_refreshed = -1.0
         self.slots = 1
         self.arrived: collections.deque = collections.deque()    # (received, message) from the actor
-        self.finished: collections.deque = collections.deque()   # (attempt, future or error)
+        self.finished: collections.deque = collections.deque()   # (attempt, result, error)
+        self.submitted: collections.deque = collections.deque()  # (ref, attempt) for the results thread
+        self.wake_results = threading.Condition(threading.Lock())
         self.wake_events = threading.Condition(threading.Lock())
         self.closing = False
         self.closed = False
@@ -281,26 +351,15 @@ class RayEngine(ClusterNodes, EngineBase):
 
     def bind(self, ledger: Ledger, blocklist: NodeBlocklist, interval: float) -> None:
         super().bind(ledger, blocklist, interval)
-        ray = self.ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         self.token = ledger.token
         self.channel = f"straggler-{self.token}"
         self.calls = CallQueue(f"straggler-ray-calls-{self.token}")
         with ledger.lock:
             ledger.slots = self.slots
-        # On the head node if it can (soft), so that losing a worker node loses no reports;
-        # should its node die all the same, Ray restarts it elsewhere and the poll thread tells
-        # the new one what the old one knew. Created before any attempt is submitted, so that
-        # a worker finds it by name.
-        head = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD in n.get("Resources", {})]
-        actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Reports)
-        options: dict[str, Any] = dict(name=self.channel, namespace=NAMESPACE, max_concurrency=1000)
-        if head:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(head[0], soft=True)
-        self.reports = actor.options(**options).remote()
-        self.reports.learn_nodes.remote(dict(self.nodes))
-        for target, name in ((self._poll_loop, "poll"), (self._event_loop, "events")):
+        # Got (or created) before any attempt is submitted, so that a worker finds it by name.
+        self.reports = _job_reports(self.ray)
+        self.reports.learn_nodes.remote(self.channel, dict(self.nodes))
+        for target, name in ((self._poll_loop, "poll"), (self._event_loop, "events"), (self._results_loop, "results")):
             thread = threading.Thread(target=target, name=f"straggler-ray-{name}-{self.token}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -331,7 +390,7 @@ class RayEngine(ClusterNodes, EngineBase):
                 ledger.slots = self.slots
             learned = dict(self.nodes) if len(self.addresses) != known else None
         if learned is not None and self.reports is not None:
-            self.reports.learn_nodes.remote(learned)
+            self.reports.learn_nodes.remote(self.channel, learned)
 
     def nodes_locked(self, tasks: list[Optional[Task]], det_tasks: list[int], now: float) -> Optional[dict]:
         """The planner's view of the nodes; None on a runtime of one node, which leaves no
@@ -388,21 +447,68 @@ class RayEngine(ClusterNodes, EngineBase):
                 remote = remote.options(**options)
             prefix = self.ledger.staging_prefix(task, attempt.number) if task.output is not None else ""
             fields = (task.id, attempt.number, attempt.speculative)
-            ref = remote.remote(self.channel, attempt.key, fields, task.output, prefix, fn, args, kwargs)
-            result = ref.future()
+            ref = remote.remote((self.channel, attempt.key, fields, task.output, prefix, fn, args, kwargs))
         except Exception as exc:  # e.g. Ray shut down, an argument that does not pickle: a failure
             with self.wake_events:
-                self.finished.append((attempt, exc))
+                self.finished.append((attempt, None, exc))
                 self.wake_events.notify()
             return
         attempt.ref = ref
-        result.add_done_callback(lambda done, attempt=attempt: self._on_done(attempt, done))
+        with self.wake_results:
+            self.submitted.append((ref, attempt))
+            self.wake_results.notify()
 
-    def _on_done(self, attempt: RayAttempt, done: Any) -> None:
-        # Ray's thread: only queue it.
-        with self.wake_events:
-            self.finished.append((attempt, done))
-            self.wake_events.notify()
+    # --- the results thread -----------------------------------------------------------------
+
+    def _results_loop(self) -> None:
+        """Wait for the results of every attempt handed to Ray, in batches (``ray.wait`` over
+        them all, then one ``ray.get`` of those ready): far cheaper per task than a callback
+        per result (``ObjectRef.future()``, measured)."""
+        ray = self.ray
+        waiting: dict[Any, RayAttempt] = {}
+        while True:
+            with self.wake_results:
+                while not (self.submitted or waiting or self.closing):
+                    self.wake_results.wait()
+                if self.closing and not (self.submitted or waiting):
+                    return
+                submitted, self.submitted = self.submitted, collections.deque()
+            waiting.update(submitted)
+            try:
+                ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=RESULT_WAIT, fetch_local=True)
+                ended = self._fetch(ready, waiting)
+            except BaseException as exc:  # SystemExit: Ray is shutting down in this process
+                if isinstance(exc, SystemExit) or self.closing:
+                    return
+                logger.exception("straggler: waiting for Ray results failed; retrying")
+                time.sleep(0.1)
+                continue
+            if ended:
+                with self.wake_events:
+                    self.finished.extend(ended)
+                    self.wake_events.notify()
+
+    def _fetch(self, ready: list, waiting: dict[Any, RayAttempt]) -> list[tuple[RayAttempt, Any, Any]]:
+        """(attempt, result, error) of the refs ``ready``, each taken out of ``waiting``; one
+        whose value cannot be had yet (being reconstructed) stays there."""
+        if not ready:
+            return []
+        ray = self.ray
+        try:
+            values = ray.get(ready, timeout=CALL_TIMEOUT)
+            return [(waiting.pop(ref), value, None) for ref, value in zip(ready, values)]
+        except Exception:
+            pass  # one of them failed: one by one
+        ended: list[tuple[RayAttempt, Any, Optional[BaseException]]] = []
+        for ref in ready:
+            try:
+                ended.append((waiting[ref], ray.get(ref, timeout=CALL_TIMEOUT), None))
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except Exception as exc:
+                ended.append((waiting[ref], None, exc))
+            del waiting[ref]
+        return ended
 
     # --- the poll thread --------------------------------------------------------------------
 
@@ -411,7 +517,8 @@ class RayEngine(ClusterNodes, EngineBase):
         failures = 0
         while not self.closing:
             try:
-                generation, messages = ray.get(self.reports.drain.remote(POLL_WAIT), timeout=CALL_TIMEOUT)
+                generation, messages = ray.get(self.reports.drain.remote(self.channel, POLL_WAIT),
+                                               timeout=CALL_TIMEOUT)
                 failures = 0
                 if generation != self.generation:
                     if self.generation:
@@ -441,9 +548,9 @@ class RayEngine(ClusterNodes, EngineBase):
         with self.ledger.lock:
             nodes = dict(self.nodes)
             stopping = [key for key, attempt in self.by_key.items() if attempt.steps]
-        self.reports.learn_nodes.remote(nodes)
+        self.reports.learn_nodes.remote(self.channel, nodes)
         if stopping:
-            self.reports.cancel.remote(stopping)
+            self.reports.cancel.remote(self.channel, stopping)
 
     # --- the event thread -------------------------------------------------------------------
 
@@ -515,28 +622,26 @@ class RayEngine(ClusterNodes, EngineBase):
         elif not attempt.speculative:
             self.unstarted_originals -= 1
 
-    def _outcome(self, attempt: RayAttempt, done: Any) -> tuple[Any, Optional[BaseException], Optional[str],
-                                                                 Optional[float], Optional[str], bool]:
-        """(value, error, node id, seconds, staging, lost?) of an ended attempt."""
-        ray = self.ray
-        if isinstance(done, BaseException):  # its submission failed
-            return None, done, None, None, None, False
-        try:
-            how, value, address, seconds, staging = done.result(timeout=0)
-        except ray.exceptions.TaskCancelledError as exc:
-            return None, AttemptCancelled(f"task {attempt.task.id}: the Ray task was cancelled ({exc})"), \
-                None, None, None, not attempt.cancelled
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError,
-                ray.exceptions.ObjectLostError, ray.exceptions.TaskUnschedulableError,
-                ray.exceptions.OutOfMemoryError) as exc:
-            # Its worker or node died, or its result was lost: lost, unless we stopped it (a
-            # forced cancel ends its worker too).
-            return None, exc, None, None, None, not attempt.cancelled
-        except ray.exceptions.RayTaskError as exc:  # the wrapper itself failed (a result that does not pickle…)
-            cause = getattr(exc, "cause", None)
-            return None, cause if isinstance(cause, BaseException) else exc, None, None, None, False
-        except Exception as exc:
-            return None, exc, None, None, None, False
+    def _outcome(self, attempt: RayAttempt, result: Any, failure: Optional[BaseException]
+                 ) -> tuple[Any, Optional[BaseException], Optional[str], Optional[float], Optional[str], bool]:
+        """(value, error, node id, seconds, staging, lost?) of an ended attempt, from what
+        ``ray.get`` returned (``result``) or raised (``failure``, or its submission's error)."""
+        exceptions = self.ray.exceptions
+        if failure is not None:
+            if isinstance(failure, exceptions.TaskCancelledError):
+                error = AttemptCancelled(f"task {attempt.task.id}: the Ray task was cancelled ({failure})")
+                return None, error, None, None, None, not attempt.cancelled
+            if isinstance(failure, (exceptions.WorkerCrashedError, exceptions.NodeDiedError,
+                                    exceptions.LocalRayletDiedError, exceptions.ObjectLostError,
+                                    exceptions.TaskUnschedulableError, exceptions.OutOfMemoryError)):
+                # Its worker or node died, or its result was lost: lost, unless we stopped it (a
+                # forced cancel ends its worker too).
+                return None, failure, None, None, None, not attempt.cancelled
+            if isinstance(failure, exceptions.RayTaskError):  # the wrapper failed (a result that does not pickle…)
+                cause = getattr(failure, "cause", None)
+                failure = cause if isinstance(cause, BaseException) else failure
+            return None, failure, None, None, None, False
+        how, value, address, seconds, staging = result
         if how == _FINISHED:
             return value, None, address, seconds, staging, False
         if how == _STOPPED:
@@ -551,12 +656,12 @@ class RayEngine(ClusterNodes, EngineBase):
         outcomes: list[tuple[RayAttempt, Any, Optional[BaseException], Optional[str], Optional[float],
                              Optional[str], bool]] = []
         seen: set[RayAttempt] = set()
-        for attempt, done in finished:
+        for attempt, result, failure in finished:
             live = self.by_key.get(attempt.key)
             if live is None or live is not attempt or live in seen:
                 continue  # already settled, or notified twice
             seen.add(live)
-            outcomes.append((live, *self._outcome(live, done)))
+            outcomes.append((live, *self._outcome(live, result, failure)))
         follow_ups: list[FollowUp] = []
         ended = 0
         forget = []
@@ -610,7 +715,7 @@ class RayEngine(ClusterNodes, EngineBase):
                     if task.output is not None:
                         self.to_sweep.append(task)
         if forget and self.calls is not None:
-            self.calls.put(self.reports.forget.remote, forget)
+            self.calls.put(self.reports.forget.remote, self.channel, forget)
         for follow_up in follow_ups:
             ledger.finish_up(follow_up)
         if ended:
@@ -682,7 +787,7 @@ class RayEngine(ClusterNodes, EngineBase):
                     queued.append(attempt.ref)
                     self._next_step_locked(attempt, now + grace)
         if flags:
-            calls.put(self.reports.cancel.remote, flags)
+            calls.put(self.reports.cancel.remote, self.channel, flags)
         for ref in queued:
             calls.put(self.ray.cancel, ref)
 
@@ -728,10 +833,12 @@ class RayEngine(ClusterNodes, EngineBase):
             first = not self.closing
             self.closing = True
             self.wake_events.notify()
+        with self.wake_results:
+            self.wake_results.notify()
         calls = self.calls
         if first and calls is not None:
             if self.reports is not None:
-                calls.put(self.ray.kill, self.reports)
+                calls.put(self.reports.close.remote, self.channel)  # its drain returns at once
             calls.close()
         if wait:
             threads = self.threads + ([calls.thread] if calls is not None else [])
