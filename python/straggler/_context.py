@@ -148,7 +148,11 @@ def current_attempt() -> Optional[AttemptContext]:
     - a ``concurrent.futures.Executor`` passed in (a ``ProcessPoolExecutor``…): only an attempt
       that has not started is stopped (its heartbeat cannot reach the executor); one that has
       runs to its end and its result is dropped;
-    - Dask: the flag (the loser's key is cancelled, and ``heartbeat()`` raises in its worker).
+    - Dask: the flag (the loser's key is cancelled, and ``heartbeat()`` raises in its worker);
+      after ``stop_grace``, ``AttemptCancelled`` raised in its worker thread;
+    - Ray: the flag (sent to its worker with the report actor's next reply; one not started is
+      cancelled in Ray's queue); after ``stop_grace``, ``ray.cancel`` (``KeyboardInterrupt`` at
+      its next Python bytecode); after another, ``ray.cancel(force=True)`` ends its worker.
     """
     current = getattr(_local, "attempt", None)
     return None if current is None else current.context()
