@@ -11,7 +11,8 @@ How an attempt travels:
 - Every attempt is one Ray task with ``max_retries=0`` and ``retry_exceptions=False``: the
   executor retries, Ray does not. It asks for the task's ``sg.options(cpus=, gpus=, memory=)``
   as ``num_cpus``/``num_gpus``/``memory``; a copy asks for the same.
-- Originals go to Ray as soon as they are submitted, with Ray's default placement. Copies and
+- Attempts go to Ray in submission order, a few per slot ahead (``IN_FLIGHT``), originals
+  with Ray's default placement. Copies and
   retries are pinned to the node ``plan_copies`` chose (``NodeAffinitySchedulingStrategy``,
   ``soft=False``): a node the task has not run on, not blocked (Flink) nor slow (LATE). A
   node is a Ray node id, numbered in the order the executor first saw it; the slots of a node
@@ -74,6 +75,9 @@ NAMESPACE = "straggler"
 HEAD = "node:__internal_head__"
 # The poll thread's long poll: the actor answers at once when reports wait, else after this.
 POLL_WAIT = 0.2
+# Attempts handed to Ray at once: this many per slot, and at least MIN_IN_FLIGHT.
+IN_FLIGHT = 4
+MIN_IN_FLIGHT = 64
 # The results thread's batching window: ``ray.wait`` returns what is ready after this long.
 RESULT_WAIT = 0.02
 # The longest any of our threads waits for one answer from Ray before it logs and goes on.
@@ -402,11 +406,17 @@ class RayEngine(ClusterNodes, EngineBase):
     # --- dispatch ---------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Hand every queued attempt to Ray (called with the ledger's lock free)."""
+        """Hand queued attempts to Ray (called with the ledger's lock free), as long as fewer
+        than ``IN_FLIGHT`` per slot (at least ``MIN_IN_FLIGHT``) wait or run there: enough to
+        keep every CPU busy between two rounds of the results thread, few enough that a copy
+        never queues in Ray behind a whole job's originals and that waiting for the results
+        stays cheap (``ray.wait`` costs in the refs it watches)."""
         ledger = self.ledger
         batch = []
         with ledger.lock:
-            while True:
+            room = max(MIN_IN_FLIGHT, IN_FLIGHT * self.slots) - len(self.by_key)
+            while room > 0:
+                room -= 1
                 taken = ledger.take_locked(RayAttempt, start=False)
                 if taken is None:
                     break
