@@ -213,6 +213,30 @@ def test_the_last_timed_out_attempt_fails_the_future_with_attempt_timeout(cluste
     assert ex.stats().timeouts == 2
 
 
+def silent_first(i: int) -> tuple[int, int]:
+    """The first attempt beats once and then goes silent (a pure-Python loop); a retry beats
+    every 20 ms for 0.6 s, longer than the heartbeat timeout, and returns."""
+    attempt = sg.current_attempt().attempt
+    sg.heartbeat()
+    if attempt == 0:
+        while True:
+            pass
+    start = time.monotonic()
+    while time.monotonic() - start < 0.6:
+        sg.heartbeat()
+        time.sleep(0.02)
+    return i, attempt
+
+
+def test_heartbeat_timeout_stops_a_silent_attempt_and_spares_a_beating_one(cluster):
+    with sg.SpeculativeExecutor("ray", policy=None, heartbeat_timeout=0.3, stop_grace=0.2) as ex:
+        assert ex.submit(silent_first, 3).result(timeout=60) == (3, 1)
+    stats = ex.stats()
+    assert stats.timeouts == 1 and stats.failures == 1
+    timed_out = [e for e in ex.events() if e.kind == "fail"]
+    assert [(e.task, e.attempt) for e in timed_out] == [(0, 0)]
+
+
 def test_task_resources_become_the_ray_tasks_resources(cluster):
     with sg.SpeculativeExecutor(ray, policy=None) as ex:  # the module names the engine too
         default = ex.submit(assigned).result(timeout=60)

@@ -1,7 +1,7 @@
 """Engines: what runs the attempts. One module per engine, one small protocol, one registry.
 
 An engine takes queued attempts from the ledger (``Ledger.take_locked``), runs them somewhere
-(threads of this process, a process pool, a Dask cluster…), reports their starts if they do
+(threads of this process, a process pool, a Dask cluster, a Ray cluster…), reports their starts if they do
 not start at once (``started_locked``) and their ends (``settle_locked`` / ``lose_locked``),
 and stops the attempts the ledger asks it to stop. It never touches the ledger's fields but
 through those methods (and reads its counters under its lock).
@@ -27,6 +27,8 @@ The protocol (``Engine``), called by the executor's front and the scheduler thre
 - ``close(wait)``: release the engine's threads; with ``wait``, until they have ended.
 
 Adding an engine is one module with a subclass of ``EngineBase`` and one line in ``resolve``.
+The distributed engines (Dask, Ray) share their worker-side report channel, their call queue
+and their table of nodes (``_remote.py``).
 """
 
 from __future__ import annotations

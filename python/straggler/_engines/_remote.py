@@ -30,6 +30,9 @@ __all__ = ["CallQueue", "ClusterNodes", "RemoteAttempt", "ReportChannel", "sweep
 
 logger = logging.getLogger("straggler")
 
+# A flusher with nothing to send for this long, and no attempt running, ends (the next attempt
+# of its executor starts another): an executor that is done leaves no thread in its workers.
+IDLE = 30.0
 # The flusher's batching window in a worker: starts and heartbeats of this long go in one
 # message. It bounds the report latency from below; the check interval bounds it from above.
 FLUSH_INTERVAL = 0.01
@@ -119,7 +122,12 @@ class ReportChannel:
     def _flush_loop(self) -> None:
         window = threading.Event()  # never set: waiting on it is the batching window
         while True:
-            self.wake.wait()
+            if not self.wake.wait(IDLE):
+                with self.lock:
+                    if not self.running and not self.starts:
+                        self.thread = None
+                        return
+                continue
             window.wait(FLUSH_INTERVAL)
             self.wake.clear()  # before collecting: a beat stored from now on wakes us again
             with self.lock:
