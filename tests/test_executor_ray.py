@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 
 import pytest
@@ -290,3 +291,9 @@ def test_bad_engine_arguments_are_refused(cluster):
         sg.SpeculativeExecutor("rays")
     with pytest.raises(ValueError, match="stop_grace must be in"):
         sg.SpeculativeExecutor("ray", stop_grace=-1)
+
+
+def test_without_ray_installed_the_engine_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(ImportError, match=r'the Ray engine needs Ray: pip install "straggler\[ray\]"'):
+        sg.SpeculativeExecutor("ray")

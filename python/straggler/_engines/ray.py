@@ -319,9 +319,10 @@ class RayAttempt(Attempt):
 
 
 class RayEngine(ClusterNodes, EngineBase):
-    """The executor's side of a Ray runtime: a poll thread that drains the report actor and
-    an event thread that applies reports, settles ended attempts and climbs the stop ladder,
-    both through the ledger's methods; see the module's docstring."""
+    """The executor's side of a Ray runtime: a poll thread that drains the executor's channel
+    of the report actor, a results thread that waits for the attempts' results, and an event
+    thread that applies reports, settles ended attempts (through the ledger's methods) and
+    climbs the stop ladder; see the module's docstring."""
 
     def __init__(self) -> None:
         import ray
@@ -335,7 +336,6 @@ class RayEngine(ClusterNodes, EngineBase):
         self.reports: Any = None                       # the report actor's handle
         self.generation = ""                           # the report actor's, as last drained
         self.by_key: dict[str, RayAttempt] = {}        # key -> its live attempt
-        self.stopped_unstarted: set[str] = set()       # cancelled in Ray before we saw them start
         self.to_stop: list[RayAttempt] = []            # attempts to stop once the lock is free
         self.to_sweep: list[Task] = []                 # settled tasks whose stray staging dirs to remove
         self.ladder: list[tuple[float, int, RayAttempt]] = []   # (when, order, attempt): next step due
@@ -679,7 +679,6 @@ class RayEngine(ClusterNodes, EngineBase):
             now = ledger.clock()
             for attempt, value, error, address, seconds, staging, lost in outcomes:
                 task = attempt.task
-                self.stopped_unstarted.discard(attempt.key)
                 if attempt.steps:
                     forget.append(attempt.key)
                 if not task.done:
@@ -792,7 +791,6 @@ class RayEngine(ClusterNodes, EngineBase):
                 else:
                     # Not seen running: cancel it in Ray's queue. Should it have started
                     # meanwhile, the cancel interrupts it; force follows if it runs on.
-                    self.stopped_unstarted.add(attempt.key)
                     attempt.steps = 2
                     queued.append(attempt.ref)
                     self._next_step_locked(attempt, now + grace)
