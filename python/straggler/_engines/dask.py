@@ -48,7 +48,7 @@ from typing import Any, Callable, Optional
 from straggler._context import AttemptCancelled, _enter, _leave
 from straggler._engines import EngineBase
 from straggler._engines._interrupt import Guard
-from straggler._engines._remote import CallQueue, ReportChannel, sweep_staging
+from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, sweep_staging
 from straggler._engines.runners import make_staging, serving
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist, choose_node
@@ -195,7 +195,7 @@ class DaskAttempt(Attempt):
         self.address = ""
 
 
-class DaskEngine(EngineBase):
+class DaskEngine(ClusterNodes, EngineBase):
     """The executor's side of a Dask cluster. Runs one event thread that applies the workers'
     reports and settles ended attempts, through the ledger's methods; see the module's
     docstring."""
@@ -221,14 +221,8 @@ class DaskEngine(EngineBase):
         self.client = client
         self.token = ""
         self.channel = ""
-        self.nodes: dict[str, int] = {}          # address -> node id
-        self.addresses: list[str] = []           # node id -> address
-        self.nthreads: dict[int, int] = {}       # live node -> threads
-        self.running_on: collections.Counter[int] = collections.Counter()   # started attempts per node
-        self.copies_on: collections.Counter[int] = collections.Counter()    # pinned, not yet started
-        self.unstarted_originals = 0
+        self.init_nodes()   # a node is a worker address; its slots are its threads
         self.by_key: dict[str, DaskAttempt] = {}          # key -> its live attempt
-        self.task_nodes: dict[Task, set[int]] = {}        # task not settled -> nodes it runs or ran on
         self.stopped_unstarted: set[str] = set()          # cancelled before we saw them start
         self.to_stop: list[DaskAttempt] = []              # losers to stop once the lock is free
         self.to_sweep: list[Task] = []                    # settled tasks whose stray staging dirs to remove
@@ -309,22 +303,6 @@ class DaskEngine(EngineBase):
         if learned and self.calls is not None:
             self.calls.put(self.client.run, _learn_nodes, self.channel, nodes, wait=False, on_error="ignore")
 
-    def _node_of_locked(self, address: str) -> int:
-        node = self.nodes.get(address)
-        if node is None:  # a worker newer than our last look at the cluster
-            node = self.nodes[address] = len(self.addresses)
-            self.addresses.append(address)
-        return node
-
-    def describe_node(self, node: int) -> str:
-        return self.addresses[node] if 0 <= node < len(self.addresses) else f"node {node}"
-
-    def _free_nodes(self) -> dict[int, int]:
-        return {
-            node: threads - self.running_on[node] - self.copies_on[node]
-            for node, threads in self.nthreads.items()
-        }
-
     def _waiting_alone(self, handed_before: float = float("inf")) -> list[DaskAttempt]:
         """Originals handed to Dask (before ``handed_before``), not started, and their task's
         only attempt, oldest first."""
@@ -334,10 +312,6 @@ class DaskEngine(EngineBase):
              and not a.task.queued and not a.task.done and a.start < handed_before),
             key=lambda a: a.start,
         )
-
-    def pending_locked(self) -> int:
-        # Originals handed to the cluster but not started yet still wait for a slot.
-        return self.unstarted_originals
 
     def rebalance_locked(self, now: float) -> bool:
         """Start again, on an idle worker, the originals that wait behind a busy one.
@@ -350,7 +324,7 @@ class DaskEngine(EngineBase):
         finishes first wins, and the other is cancelled in Dask before it runs.
         """
         ledger = self.ledger
-        free_nodes = self._free_nodes()
+        free_nodes = self.free_nodes_locked()
         if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ledger.pending:
             self.free_since = None
             return False
@@ -373,26 +347,12 @@ class DaskEngine(EngineBase):
             moved = True
         return moved
 
-    def nodes_locked(self, tasks: list[Optional[Task]], det_tasks: list[int], now: float) -> Optional[dict]:
-        """The planner's view of the cluster (under the ledger's lock)."""
-        free_nodes = self._free_nodes()
-        free_slots = sum(max(0, free) for free in free_nodes.values())
+    def waiting_locked(self, free_slots: int) -> int:
         # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
         # free slot: one already started again elsewhere (relocated) no longer does.
-        waiting = self.unstarted_originals
-        if free_slots > 0 and waiting:
-            waiting = len(self._waiting_alone())
-        task_nodes = {}
-        for det_task, task in zip(det_tasks, tasks):
-            nodes = self.task_nodes.get(task) if task is not None else None
-            if nodes:
-                task_nodes[det_task] = frozenset(nodes)
-        return dict(
-            pending=self.ledger.pending + waiting,
-            free_slots=free_slots,
-            free_nodes=free_nodes,
-            task_nodes=task_nodes,
-        )
+        if free_slots > 0 and self.unstarted_originals:
+            return len(self._waiting_alone())
+        return self.unstarted_originals
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -567,7 +527,7 @@ class DaskEngine(EngineBase):
         Returns the staging directory of a run this start replaced, to remove."""
         ledger = self.ledger
         task = attempt.task
-        node = self._node_of_locked(address)
+        node = self.node_of_locked(address)
         removed = None
         if attempt.started:
             if attempt.address == address:
