@@ -56,7 +56,7 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def on_slow_node(i: int, slow: str, seconds: float = 0.05, factor: float = 60.0) -> tuple[int, str, int]:
+def on_slow_node(i: int, slow: str, seconds: float = 0.05, factor: float = 200.0) -> tuple[int, str, int]:
     """``seconds`` of work, ``factor`` times longer on the node ``slow``; beats every 10 ms."""
     node = _node_id()
     duration = seconds * (factor if node == slow else 1.0)
@@ -67,7 +67,10 @@ def on_slow_node(i: int, slow: str, seconds: float = 0.05, factor: float = 60.0)
     return i, node, sg.current_attempt().attempt
 
 
-def beats_for(seconds: float, i: int) -> tuple[int, str]:
+def beats_for(seconds: float, i: int, longer_on: str = "") -> tuple[int, str]:
+    """Beats every 10 ms for ``seconds``; for 60 s on the node ``longer_on``."""
+    if _node_id() == longer_on:
+        seconds = 60.0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         sg.heartbeat()
@@ -152,7 +155,8 @@ def test_a_node_removed_mid_job_loses_no_task_and_fails_none(cluster):
     cluster.wait_for_nodes()
     n = 24
     with sg.SpeculativeExecutor("ray", policy=POLICY) as ex:
-        futures = [ex.submit(beats_for, 0.3, i) for i in range(n)]
+        # Long on the victim, so that an attempt still runs there when it is removed.
+        futures = [ex.submit(beats_for, 0.3, i, victim.node_id) for i in range(n)]
         engine = ex._engine
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -192,7 +196,8 @@ def test_a_loser_that_never_heartbeats_is_cancelled_and_its_worker_ended(cluster
 def test_ray_cancel_stops_a_spinning_attempt_at_the_second_step(cluster, caplog):
     # A pure-Python loop takes ray.cancel's KeyboardInterrupt: no force needed.
     with caplog.at_level(logging.INFO, logger="straggler"):
-        with sg.SpeculativeExecutor("ray", policy=None, timeout=0.3, stop_grace=1.0, max_failures=2) as ex:
+        # A grace long enough for the interrupt to land on a loaded machine.
+        with sg.SpeculativeExecutor("ray", policy=None, timeout=0.3, stop_grace=3.0, max_failures=2) as ex:
             assert ex.submit(spins_first).result(timeout=60) == 1
     stats = ex.stats()
     assert stats.timeouts == 1 and stats.failures == 1
@@ -216,21 +221,21 @@ def test_the_last_timed_out_attempt_fails_the_future_with_attempt_timeout(cluste
 
 def silent_first(i: int) -> tuple[int, int]:
     """The first attempt beats once and then goes silent (a pure-Python loop); a retry beats
-    every 20 ms for 0.6 s, longer than the heartbeat timeout, and returns."""
+    every 20 ms for 1.5 s, longer than the heartbeat timeout, and returns."""
     attempt = sg.current_attempt().attempt
     sg.heartbeat()
     if attempt == 0:
         while True:
             pass
     start = time.monotonic()
-    while time.monotonic() - start < 0.6:
+    while time.monotonic() - start < 1.5:
         sg.heartbeat()
         time.sleep(0.02)
     return i, attempt
 
 
 def test_heartbeat_timeout_stops_a_silent_attempt_and_spares_a_beating_one(cluster):
-    with sg.SpeculativeExecutor("ray", policy=None, heartbeat_timeout=0.3, stop_grace=0.2) as ex:
+    with sg.SpeculativeExecutor("ray", policy=None, heartbeat_timeout=1.0, stop_grace=0.2) as ex:
         assert ex.submit(silent_first, 3).result(timeout=60) == (3, 1)
     stats = ex.stats()
     assert stats.timeouts == 1 and stats.failures == 1
