@@ -1,6 +1,6 @@
 """One behaviour suite, run on every engine: the built-in threads, the built-in process engine
-(spawn), a spawn ``ProcessPoolExecutor`` and a Dask ``LocalCluster`` (2 worker processes of 1
-thread each).
+(spawn), a spawn ``ProcessPoolExecutor``, a Dask ``LocalCluster`` (2 worker processes of 1
+thread each) and a local Ray runtime of 2 CPUs (one node).
 
 The guarantees checked here hold whatever runs the attempts: one Future per task, resolved
 once; retries up to ``max_failures``; a losing copy is never a failure; outputs committed
@@ -22,7 +22,7 @@ from straggler._records import EVENT_KINDS
 
 pytestmark = pytest.mark.timeout(180)
 
-ENGINES = ["threads", "processes-engine", "process-pool", "dask"]
+ENGINES = ["threads", "processes-engine", "process-pool", "dask", "ray"]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,15 @@ def dask_client():
         yield client
 
 
+@pytest.fixture(scope="module")
+def ray_runtime():
+    ray = pytest.importorskip("ray", reason="the Ray engine needs ray")
+    from _ray_util import started_ray
+
+    with started_ray(ray, __name__):
+        yield ray
+
+
 @pytest.fixture(params=ENGINES)
 def make(request):
     """make(policy=..., **kwargs) -> a SpeculativeExecutor on the engine under test (2 slots)."""
@@ -55,11 +64,16 @@ def make(request):
 
         def build(**kwargs):
             return sg.SpeculativeExecutor(pool, **kwargs)
-    else:
+    elif name == "dask":
         client = request.getfixturevalue("dask_client")
 
         def build(**kwargs):
             return sg.SpeculativeExecutor(client, **kwargs)
+    else:
+        request.getfixturevalue("ray_runtime")
+
+        def build(**kwargs):
+            return sg.SpeculativeExecutor("ray", **kwargs)
     build.engine = name
     return build
 

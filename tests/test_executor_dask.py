@@ -357,3 +357,21 @@ def test_a_loser_that_never_heartbeats_is_stopped_inside_its_worker(client):
             time.sleep(0.05)
         stats = ex.stats()
     assert stats.killed == 1 and stats.failures == 0 and stats.speculative_wins == 1
+
+
+def resource_restrictions() -> dict:
+    worker = distributed.get_worker()
+    return dict(worker.state.tasks[worker.get_current_task()].resource_restrictions or {})
+
+
+def test_task_resources_are_asked_for_only_where_the_workers_declare_them(client):
+    with sg.SpeculativeExecutor(client, policy=None) as ex:  # workers that declare no resources
+        assert ex.submit(sg.options(resource_restrictions, cpus=2, gpus=1)).result(timeout=60) == {}
+    # An in-process worker (quick to start) that declares CPU and GPU.
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
+                                  resources={"CPU": 2, "GPU": 1}) as local, distributed.Client(local) as c:
+        with sg.SpeculativeExecutor(c, policy=None) as ex:
+            asked = ex.submit(sg.options(resource_restrictions, cpus=2, gpus=1, memory=2**20)).result(timeout=60)
+            default = ex.submit(resource_restrictions).result(timeout=60)
+    assert asked == {"CPU": 2, "GPU": 1}  # no worker declares MEMORY: not asked for
+    assert default == {}  # a task without options asks for nothing

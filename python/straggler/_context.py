@@ -148,7 +148,11 @@ def current_attempt() -> Optional[AttemptContext]:
     - a ``concurrent.futures.Executor`` passed in (a ``ProcessPoolExecutor``…): only an attempt
       that has not started is stopped (its heartbeat cannot reach the executor); one that has
       runs to its end and its result is dropped;
-    - Dask: the flag (the loser's key is cancelled, and ``heartbeat()`` raises in its worker).
+    - Dask: the flag (the loser's key is cancelled, and ``heartbeat()`` raises in its worker);
+      after ``stop_grace``, ``AttemptCancelled`` raised in its worker thread;
+    - Ray: the flag (sent to its worker with the report actor's next reply; one not started is
+      cancelled in Ray's queue); after ``stop_grace``, ``ray.cancel`` (``KeyboardInterrupt`` at
+      its next Python bytecode); after another, ``ray.cancel(force=True)`` ends its worker.
     """
     current = getattr(_local, "attempt", None)
     return None if current is None else current.context()
@@ -201,6 +205,9 @@ class TaskOptions:
     output: Optional[str] = None
     timeout: Optional[float] = None
     heartbeat_timeout: Optional[float] = None
+    cpus: float = 1
+    gpus: float = 0
+    memory: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.stage is not None and not isinstance(self.stage, str):
@@ -216,6 +223,15 @@ class TaskOptions:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, real(name, value, low=0.0, low_open=True, high=365 * 86400.0))
+        # smallpond's Task limits (cpu_limit, gpu_limit, memory_limit), with Ray's rule for
+        # resource amounts: a fraction of one unit, or whole units.
+        for name in ("cpus", "gpus"):
+            amount = real(name, getattr(self, name), low=0.0, high=1e9)
+            if amount > 1 and not amount.is_integer():
+                raise ValueError(f"{name} must be a fraction below 1 or a whole number, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(amount) if amount.is_integer() else amount)
+        if self.memory is not None:
+            object.__setattr__(self, "memory", integer("memory", self.memory, low=1))
         if self.output is not None:
             import os
 
@@ -254,6 +270,9 @@ def options(
     output: Optional[str] = None,
     timeout: Optional[float] = None,
     heartbeat_timeout: Optional[float] = None,
+    cpus: float = 1,
+    gpus: float = 0,
+    memory: Optional[int] = None,
 ) -> Callable[..., Any]:
     """Wrap ``fn`` with per-task options for ``SpeculativeExecutor.submit``.
 
@@ -266,10 +285,18 @@ def options(
     of wall time per attempt) and ``heartbeat_timeout`` (no ``heartbeat()`` for that long means
     hung) stop an attempt and count it as a failure (``AttemptTimeout``); they override the
     executor's own.
+
+    ``cpus``, ``gpus`` and ``memory`` (bytes, None: no limit) are what one attempt needs, as
+    smallpond's ``Task`` declares them (an amount above 1 must be whole, as Ray requires); every
+    attempt of the task, copies too, asks for the same. The Ray engine makes them the Ray task's
+    ``num_cpus``, ``num_gpus`` and ``memory``. The Dask engine asks for ``resources=`` of the
+    names ``CPU``, ``GPU`` and ``MEMORY``, each only where the cluster's workers declare that
+    resource (Dask schedules by declared resources alone), and ignores the others. The thread
+    and process engines, and an executor passed in, run one attempt per slot and ignore them.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {fn!r}")
     if isinstance(fn, _WithOptions):
         raise TypeError(f"fn already has options: {fn!r}")
     return _WithOptions(fn, TaskOptions(stage, num_tasks, input_bytes, speculatable, output, timeout,
-                                        heartbeat_timeout))
+                                        heartbeat_timeout, cpus, gpus, memory))

@@ -60,9 +60,11 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     ``multiprocessing`` context instead of the name chooses another start method), each killable
     on its own; any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``…; a
     ``ThreadPoolExecutor`` passed in runs the attempts in its own threads and is left running);
-    or a ``distributed.Client`` (or its ``get_executor()``): attempts then run on the Dask
+    a ``distributed.Client`` (or its ``get_executor()``): attempts then run on the Dask
     cluster, a node is a worker and the slots are the workers' threads (``max_workers`` does
-    not apply).
+    not apply); or ``"ray"`` (or the ``ray`` module): each attempt is a Ray task on the running
+    Ray runtime (a local one is started if none runs), a node is a Ray node and the slots are
+    the nodes' CPUs (``max_workers`` does not apply).
 
     ``policy=None`` runs the same machinery without speculation (the baseline). ``interval`` is
     the scheduler's check period (default: the policy's own interval; 0.1 s without a policy).
@@ -78,7 +80,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
     thread (at its next Python bytecode: a blocking C call delays it), and after another
     ``stop_grace`` a thread still running is abandoned, its slot given to a new thread; on the
     process engine its worker is terminated after ``stop_grace``, killed after another, and
-    replaced (see ``current_attempt()`` for every engine).
+    replaced; on Ray, ``ray.cancel`` after ``stop_grace`` and ``ray.cancel(force=True)`` after
+    another (see ``current_attempt()`` for every engine).
     ``clock`` (default ``time.monotonic``) is injectable for tests.
 
     ``on_event`` (default None): a callable that receives each ``AttemptEvent`` (every start

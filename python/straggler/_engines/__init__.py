@@ -1,7 +1,7 @@
 """Engines: what runs the attempts. One module per engine, one small protocol, one registry.
 
 An engine takes queued attempts from the ledger (``Ledger.take_locked``), runs them somewhere
-(threads of this process, a process pool, a Dask cluster…), reports their starts if they do
+(threads of this process, a process pool, a Dask cluster, a Ray cluster…), reports their starts if they do
 not start at once (``started_locked``) and their ends (``settle_locked`` / ``lose_locked``),
 and stops the attempts the ledger asks it to stop. It never touches the ledger's fields but
 through those methods (and reads its counters under its lock).
@@ -27,6 +27,8 @@ The protocol (``Engine``), called by the executor's front and the scheduler thre
 - ``close(wait)``: release the engine's threads; with ``wait``, until they have ended.
 
 Adding an engine is one module with a subclass of ``EngineBase`` and one line in ``resolve``.
+The distributed engines (Dask, Ray) share their worker-side report channel, their call queue
+and their table of nodes (``_remote.py``).
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ class EngineBase:
 def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
     """The engine for ``SpeculativeExecutor(engine, max_workers=…)``: None or "threads" (a
     private thread pool), "processes" or a ``multiprocessing`` context (worker processes of our
-    own, started the context's way), a ``distributed.Client`` (or its ``get_executor()``), or any
+    own, started the context's way), "ray" or the ``ray`` module (Ray tasks on the running Ray
+    runtime, or a local one), a ``distributed.Client`` (or its ``get_executor()``), or any
     ``concurrent.futures.Executor``. Raises TypeError / ValueError naming the argument."""
     from straggler._checks import integer
 
@@ -121,8 +124,22 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         slots = max_workers if max_workers is not None else os.cpu_count() or 1
         return ProcessEngine(slots, None if isinstance(engine, str) else engine)
+    from straggler._engines.ray import is_ray
+
+    if is_ray(engine):
+        if max_workers is not None:
+            raise ValueError(
+                f"max_workers: a Ray cluster's slots are its nodes' CPUs; got max_workers={max_workers!r}"
+            )
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ImportError('executor: the Ray engine needs Ray: pip install "straggler[ray]"') from None
+        from straggler._engines.ray import RayEngine
+
+        return RayEngine()
     if isinstance(engine, str):
-        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads', 'processes'")
+        raise ValueError(f"executor: unknown engine name {engine!r}; known: 'threads', 'processes', 'ray'")
     from straggler._engines.dask import client_of
 
     dask_client = client_of(engine)
@@ -144,6 +161,6 @@ def resolve(engine: Any, max_workers: Optional[int]) -> EngineBase:
 
         return PoolEngine(engine, max_workers)
     raise TypeError(
-        "executor must be 'threads', 'processes', a multiprocessing context, a concurrent.futures.Executor, "
+        "executor must be 'threads', 'processes', 'ray', a multiprocessing context, a concurrent.futures.Executor, "
         f"a distributed.Client or None, got {engine!r}"
     )

@@ -39,18 +39,16 @@ How an attempt travels (measured on dask 2026.8):
 from __future__ import annotations
 
 import collections
-import glob
 import logging
-import os
-import queue
 import shutil
 import threading
 import time
 from typing import Any, Callable, Optional
 
-from straggler._context import AttemptCancelled, AttemptContext, _enter, _leave
+from straggler._context import AttemptCancelled, _enter, _leave
 from straggler._engines import EngineBase
 from straggler._engines._interrupt import Guard
+from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, sweep_staging
 from straggler._engines.runners import make_staging, serving
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist, choose_node
@@ -63,69 +61,26 @@ logger = logging.getLogger("straggler")
 
 __all__: list[str] = []
 
-# The flusher's batching window on the worker: starts and heartbeats of this long go in one
-# message. It bounds the report latency from below; the check interval bounds it from above.
-FLUSH_INTERVAL = 0.01
-
 
 # --- the worker side ---------------------------------------------------------------------------
 
-class _WorkerAttempt:
-    """An attempt running in a Dask worker: what ``heartbeat`` and ``current_attempt`` see."""
-
-    __slots__ = ("channel", "key", "fields", "staging", "start", "cancelled", "_beat", "beat_sent", "_context")
-
-    clock: Callable[[], float] = staticmethod(time.monotonic)
-
-    def __init__(self, channel: "_WorkerChannel", key: str, fields: tuple, staging: Optional[str]) -> None:
-        self.channel = channel
-        self.key = key
-        self.fields = fields          # (task, attempt, speculative)
-        self.staging = staging        # this execution's own staging directory
-        self.start = time.monotonic()
-        self.cancelled = False
-        self._beat: Optional[tuple] = None
-        self.beat_sent: Optional[tuple] = None
-        self._context: Optional[AttemptContext] = None
-
-    @property
-    def _live(self) -> "_WorkerAttempt":
-        return self
-
-    @property
-    def beat(self) -> Optional[tuple]:
-        return self._beat
-
-    @beat.setter
-    def beat(self, value: Optional[tuple[float, Optional[float], Optional[int]]]) -> None:
-        # heartbeat() stores a whole tuple; wake the flusher so the beat leaves within a window.
-        self._beat = value
-        self.channel.wake.set()
-
-    def context(self) -> AttemptContext:
-        if self._context is None:
-            task, number, speculative = self.fields
-            staging = self.staging
-            node = self.channel.nodes.get(self.channel.address, -1)
-            self._context = AttemptContext(task, number, speculative, node, staging, self)
-        return self._context
-
-
-class _WorkerChannel:
-    """One executor's reports from one worker process: its running attempts, the starts not
-    yet sent, and a flusher thread that sends them in batches."""
+class _WorkerChannel(ReportChannel):
+    """One executor's reports from one Dask worker process, sent by ``Worker.log_event``."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.lock = threading.Lock()
-        self.running: dict[str, _WorkerAttempt] = {}
-        self.starts: list[tuple[str, float, Optional[str]]] = []
-        self.wake = threading.Event()
-        self.nodes: dict[str, int] = {}   # address -> node id, as the executor numbered them
+        super().__init__(name)
         self.worker: Any = None
-        self.address = ""
-        self.thread: Optional[threading.Thread] = None
         self.guard = Guard()   # interrupts an attempt that ignores its cancel flag
+
+    def connect(self) -> None:
+        from distributed import get_worker
+
+        self.worker = get_worker()
+        self.address = self.worker.address
+
+    def send(self, message: dict) -> None:
+        del message["running"]  # Dask marks cancelled attempts itself (``_mark_cancelled``)
+        self.worker.log_event(self.name, message)
 
     def interrupt(self, keys: list[str]) -> None:
         """The ladder's second step in the worker: raise ``AttemptCancelled`` in the threads of
@@ -134,48 +89,6 @@ class _WorkerChannel:
             attempt = self.running.get(key)
             if attempt is not None:
                 self.guard.interrupt(attempt, AttemptCancelled)
-
-    def enter(self, key: str, fields: tuple, staging: Optional[str]) -> _WorkerAttempt:
-        attempt = _WorkerAttempt(self, key, fields, staging)
-        with self.lock:
-            if self.thread is None:
-                from distributed import get_worker
-
-                self.worker = get_worker()
-                self.address = self.worker.address
-                self.thread = threading.Thread(target=self._flush_loop, name=f"straggler-reports-{self.name}",
-                                               daemon=True)
-                self.thread.start()
-            self.running[key] = attempt
-            self.starts.append((key, attempt.start, staging))
-        self.wake.set()
-        return attempt
-
-    def leave(self, attempt: _WorkerAttempt) -> None:
-        with self.lock:
-            self.running.pop(attempt.key, None)
-
-    def _flush_loop(self) -> None:
-        window = threading.Event()  # never set: waiting on it is the batching window
-        while True:
-            self.wake.wait()
-            window.wait(FLUSH_INTERVAL)
-            self.wake.clear()  # before collecting: a beat stored from now on wakes us again
-            with self.lock:
-                starts, self.starts = self.starts, []
-                running = list(self.running.values())
-            beats = []
-            for attempt in running:
-                beat = attempt._beat
-                if beat is not None and beat is not attempt.beat_sent:
-                    attempt.beat_sent = beat
-                    beats.append((attempt.key, *beat))
-            if starts or beats:
-                message = {"sent": time.monotonic(), "worker": self.address, "starts": starts, "beats": beats}
-                try:
-                    self.worker.log_event(self.name, message)
-                except Exception:  # pragma: no cover - a closing worker; its tasks are rerun
-                    logger.debug("straggler: could not send reports from %s", self.address, exc_info=True)
 
 
 _channels: dict[str, _WorkerChannel] = {}
@@ -282,39 +195,7 @@ class DaskAttempt(Attempt):
         self.address = ""
 
 
-class _WorkerCalls:
-    """One thread that makes the engine's calls to workers (``client.run``) and to the
-    scheduler that need not be waited for (``client.cancel``), one after the other.
-
-    A call to a worker that just died blocks until the connection gives up (up to Dask's
-    connect timeout, 30 s by default) and then raises: here it delays only later calls of the
-    same kind; no other thread of ours ever waits for a worker, and an error is logged.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.calls: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self.thread.start()
-
-    def put(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.calls.put((call, args, kwargs))
-
-    def close(self) -> None:
-        self.calls.put(None)
-
-    def _loop(self) -> None:
-        while True:
-            item = self.calls.get()
-            if item is None:
-                return
-            call, args, kwargs = item
-            try:
-                call(*args, **kwargs)
-            except Exception:
-                logger.info("straggler: a call to the Dask cluster failed (a worker left?)", exc_info=True)
-
-
-class DaskEngine(EngineBase):
+class DaskEngine(ClusterNodes, EngineBase):
     """The executor's side of a Dask cluster. Runs one event thread that applies the workers'
     reports and settles ended attempts, through the ledger's methods; see the module's
     docstring."""
@@ -340,18 +221,13 @@ class DaskEngine(EngineBase):
         self.client = client
         self.token = ""
         self.channel = ""
-        self.nodes: dict[str, int] = {}          # address -> node id
-        self.addresses: list[str] = []           # node id -> address
-        self.nthreads: dict[int, int] = {}       # live node -> threads
-        self.running_on: collections.Counter[int] = collections.Counter()   # started attempts per node
-        self.copies_on: collections.Counter[int] = collections.Counter()    # pinned, not yet started
-        self.unstarted_originals = 0
+        self.init_nodes()   # a node is a worker address; its slots are its threads
         self.by_key: dict[str, DaskAttempt] = {}          # key -> its live attempt
-        self.task_nodes: dict[Task, set[int]] = {}        # task not settled -> nodes it runs or ran on
         self.stopped_unstarted: set[str] = set()          # cancelled before we saw them start
         self.to_stop: list[DaskAttempt] = []              # losers to stop once the lock is free
         self.to_sweep: list[Task] = []                    # settled tasks whose stray staging dirs to remove
         self.workers_refreshed = -1.0
+        self.declared: frozenset[str] = frozenset()   # resource names the workers declare
         self.free_since: Optional[float] = None
         self.grace = 0.2
         self.patience = 1.0
@@ -361,7 +237,7 @@ class DaskEngine(EngineBase):
         self.wake_events = threading.Condition(threading.Lock())
         self.closing = False
         self.closed = False
-        self.calls: Optional[_WorkerCalls] = None
+        self.calls: Optional[CallQueue] = None
         self.thread: Optional[threading.Thread] = None
         self.refresh_workers(force=True)
 
@@ -373,7 +249,7 @@ class DaskEngine(EngineBase):
         # take it: well above the start reports' latency (a flush window plus a check).
         self.grace = max(0.2, 2 * interval)
         self.patience = max(1.0, 5 * self.grace)
-        self.calls = _WorkerCalls(f"straggler-dask-calls-{self.token}")
+        self.calls = CallQueue(f"straggler-dask-calls-{self.token}")
         with ledger.lock:
             ledger.slots = self.slots
         if self.nodes:
@@ -401,6 +277,12 @@ class DaskEngine(EngineBase):
         workers = {address: int(w.get("nthreads", 1)) for address, w in info.get("workers", {}).items()}
         if self.universe is not None:
             workers = {a: n for a, n in workers.items() if a in self.universe}
+        # The resources some worker declares: only those may be asked for (Dask never runs a
+        # task that asks for a resource no worker has).
+        self.declared = frozenset(
+            name for address, w in info.get("workers", {}).items() if address in workers
+            for name in (w.get("resources") or {})
+        )
         learned = False
         nthreads = {}
         ledger: Optional[Ledger] = getattr(self, "ledger", None)  # None until bound
@@ -421,22 +303,6 @@ class DaskEngine(EngineBase):
         if learned and self.calls is not None:
             self.calls.put(self.client.run, _learn_nodes, self.channel, nodes, wait=False, on_error="ignore")
 
-    def _node_of_locked(self, address: str) -> int:
-        node = self.nodes.get(address)
-        if node is None:  # a worker newer than our last look at the cluster
-            node = self.nodes[address] = len(self.addresses)
-            self.addresses.append(address)
-        return node
-
-    def describe_node(self, node: int) -> str:
-        return self.addresses[node] if 0 <= node < len(self.addresses) else f"node {node}"
-
-    def _free_nodes(self) -> dict[int, int]:
-        return {
-            node: threads - self.running_on[node] - self.copies_on[node]
-            for node, threads in self.nthreads.items()
-        }
-
     def _waiting_alone(self, handed_before: float = float("inf")) -> list[DaskAttempt]:
         """Originals handed to Dask (before ``handed_before``), not started, and their task's
         only attempt, oldest first."""
@@ -446,10 +312,6 @@ class DaskEngine(EngineBase):
              and not a.task.queued and not a.task.done and a.start < handed_before),
             key=lambda a: a.start,
         )
-
-    def pending_locked(self) -> int:
-        # Originals handed to the cluster but not started yet still wait for a slot.
-        return self.unstarted_originals
 
     def rebalance_locked(self, now: float) -> bool:
         """Start again, on an idle worker, the originals that wait behind a busy one.
@@ -462,7 +324,7 @@ class DaskEngine(EngineBase):
         finishes first wins, and the other is cancelled in Dask before it runs.
         """
         ledger = self.ledger
-        free_nodes = self._free_nodes()
+        free_nodes = self.free_nodes_locked()
         if sum(max(0, f) for f in free_nodes.values()) <= 0 or self.unstarted_originals <= 0 or ledger.pending:
             self.free_since = None
             return False
@@ -485,26 +347,12 @@ class DaskEngine(EngineBase):
             moved = True
         return moved
 
-    def nodes_locked(self, tasks: list[Optional[Task]], det_tasks: list[int], now: float) -> Optional[dict]:
-        """The planner's view of the cluster (under the ledger's lock)."""
-        free_nodes = self._free_nodes()
-        free_slots = sum(max(0, free) for free in free_nodes.values())
+    def waiting_locked(self, free_slots: int) -> int:
         # Like Spark's dequeueTask, a waiting original blocks copies only if it could take the
         # free slot: one already started again elsewhere (relocated) no longer does.
-        waiting = self.unstarted_originals
-        if free_slots > 0 and waiting:
-            waiting = len(self._waiting_alone())
-        task_nodes = {}
-        for det_task, task in zip(det_tasks, tasks):
-            nodes = self.task_nodes.get(task) if task is not None else None
-            if nodes:
-                task_nodes[det_task] = frozenset(nodes)
-        return dict(
-            pending=self.ledger.pending + waiting,
-            free_slots=free_slots,
-            free_nodes=free_nodes,
-            task_nodes=task_nodes,
-        )
+        if free_slots > 0 and self.unstarted_originals:
+            return len(self._waiting_alone())
+        return self.unstarted_originals
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -535,12 +383,25 @@ class DaskEngine(EngineBase):
         for attempt, fn, args, kwargs in batch:
             self._submit(attempt, fn, args, kwargs, blocked)
 
+    def _resources(self, task: Task) -> Optional[dict]:
+        """The ``resources=`` of an attempt: the executor's own (``get_executor(resources=…)``),
+        else the task's ``cpus``/``gpus``/``memory`` as ``CPU``/``GPU``/``MEMORY``, each only
+        where a worker declares it."""
+        if self.resources is not None:
+            return self.resources
+        task_options = task.options
+        if task_options is None or not self.declared:
+            return None
+        wanted = {"CPU": task_options.cpus, "GPU": task_options.gpus, "MEMORY": task_options.memory}
+        return {name: amount for name, amount in wanted.items() if name in self.declared and amount} or None
+
     def _submit(self, attempt: DaskAttempt, fn: Callable[..., Any], args: tuple, kwargs: dict,
                 blocked: frozenset) -> None:
         task = attempt.task
         options: dict[str, Any] = {"key": attempt.key, "pure": False}
-        if self.resources is not None:
-            options["resources"] = self.resources
+        resources = self._resources(task)
+        if resources:
+            options["resources"] = resources
         try:
             if attempt.pinned >= 0 or blocked or self.universe is not None:
                 # Dask leaves a task whose named workers have all gone in "no-worker" for good,
@@ -666,7 +527,7 @@ class DaskEngine(EngineBase):
         Returns the staging directory of a run this start replaced, to remove."""
         ledger = self.ledger
         task = attempt.task
-        node = self._node_of_locked(address)
+        node = self.node_of_locked(address)
         removed = None
         if attempt.started:
             if attempt.address == address:
@@ -832,9 +693,7 @@ class DaskEngine(EngineBase):
             tasks, self.to_sweep = self.to_sweep, []
         for task in tasks:
             prefix = self.ledger.staging_prefix(task, 0)[: -len("0-")]  # ".<name>.straggler-<token>-t<id>a"
-            parent = os.path.dirname(task.output or "")
-            for path in glob.glob(os.path.join(parent, glob.escape(prefix) + "*")):
-                shutil.rmtree(path, ignore_errors=True)
+            sweep_staging(prefix, task.output or "")
 
     def cancel_unstarted(self) -> None:
         """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Dask."""

@@ -6,6 +6,9 @@ waits for it. The attempt's ``AttemptContext`` travels with it (``current_attemp
 the worker); its live link to the executor does not cross a process, so there ``heartbeat()``
 only checks its arguments, and a loser that already started runs to its end (its result is
 discarded). A loser still waiting in the pool is cancelled there.
+
+A task's ``sg.options(cpus=, gpus=, memory=)`` are ignored here: a pool has no per-task
+resources, and every attempt takes one slot.
 """
 
 from __future__ import annotations

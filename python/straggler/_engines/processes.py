@@ -27,6 +27,9 @@ with ``WorkerDied`` naming the signal or exit code; the attempt is retried like 
 Workers are not daemonic (a task may start processes of its own); they end when the engine
 closes, and at interpreter exit (after the submitted work) at the latest. Every worker that
 ends is joined: no zombies.
+
+A task's ``sg.options(cpus=, gpus=, memory=)`` are ignored here: every attempt takes one
+worker process, whatever it declares.
 """
 
 from __future__ import annotations

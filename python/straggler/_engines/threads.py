@@ -13,6 +13,8 @@ Stopping an attempt (a loser, a timed-out attempt, a task cancelled) is a ladder
    (if) the function returns; its result is dropped. Our threads are daemons, so an abandoned
    one never keeps ``shutdown()`` waiting nor the interpreter from exiting. A user's pool
    cannot give its thread back: there step 3 only logs.
+
+A task's ``sg.options(cpus=, gpus=, memory=)`` are ignored here: every attempt takes one slot.
 """
 
 from __future__ import annotations
