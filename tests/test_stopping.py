@@ -96,23 +96,26 @@ def original_spins_copy_works(i: int) -> int:
 
 
 def test_a_running_copy_is_not_killed_because_the_original_timed_out():
-    # Spark copies the spinning original after min_runtime=1 s; the original times out at 2 s
-    # while the copy runs (its own limit is 2 s from its own start, so about 1 s away); the
-    # copy must finish and win.
+    # Spark copies the spinning original after min_runtime=1 s; the original times out at
+    # 1.7 s while the copy runs (its own limit is 1.7 s from its own start); the copy must not
+    # be stopped with it. (Once the original is gone, the copy is its task's only attempt and
+    # Spark's rule may copy it in turn when it has run 1 s: either may then win.)
     _timed_out_seen.clear()
     policy = sg.SparkPolicy(quantile=0.5, min_runtime=1.0, interval=0.02)
     with sg.SpeculativeExecutor(max_workers=4, policy=policy, interval=0.02, stop_grace=0.1) as ex:
         [f.result(timeout=30) for f in [ex.submit(abs, -i) for i in range(3)]]
-        f = ex.submit(sg.options(original_spins_copy_works, timeout=2.0), 0)
+        f = ex.submit(sg.options(original_spins_copy_works, timeout=1.7), 0)
         deadline = time.monotonic() + 30
         while ex.stats().timeouts == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         _timed_out_seen.set()
-        assert f.result(timeout=30) == 1
+        winner = f.result(timeout=30)
+    events = [e for e in ex.events() if e.task == 3]
+    ends = {e.attempt: e.kind for e in events if e.kind != "start"}
+    assert winner >= 1 and ends[winner] == "finish", events
+    assert ends[0] == "fail" and ends[1] in ("finish", "kill"), events  # the copy ran on past the timeout
     stats = ex.stats()
     assert stats.timeouts == 1 and stats.failures == 1 and stats.speculative_wins == 1
-    ends = {e.attempt: e.kind for e in ex.events() if e.task == 3 and e.kind != "start"}
-    assert ends[0] == "fail" and ends[1] == "finish"  # the copy ran on past the original's timeout
 
 
 def test_losers_that_never_heartbeat_are_stopped_by_the_ladder():
