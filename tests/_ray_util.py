@@ -29,10 +29,16 @@ def started_ray(ray: Any, *modules: str, **settings: Any) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Ray's own deprecation notices at start
         if "address" not in settings:
-            settings = {"num_cpus": 2, **RAY_SETTINGS, **settings}
+            # "local": always a runtime of our own, never one another process left running
+            # (ray.init() without an address joins a runtime it finds on the machine).
+            settings = {"address": "local", "num_cpus": 2, **RAY_SETTINGS, **settings}
         else:
             settings = {"log_to_driver": False, **settings}
-        ray.init(**settings)
+        try:
+            ray.init(**settings)
+        except BaseException:
+            ray.shutdown()  # a start that failed half way must not leave Ray's threads behind
+            raise
     by_value(ray, *modules)
     try:
         yield
