@@ -103,11 +103,12 @@ class _RayChannel(ReportChannel):
 
         context = ray.get_runtime_context()
         self.address = context.get_node_id()
-        self.reports = ray.get_actor(reports_name(context.get_job_id()), namespace=NAMESPACE)
+        # Never fails the attempt: an actor being restarted is looked up again at the next send.
         try:
+            self.reports = ray.get_actor(reports_name(context.get_job_id()), namespace=NAMESPACE)
             self._learn(ray.get(self.reports.nodes.remote(self.name), timeout=CALL_TIMEOUT))
-        except Exception:  # pragma: no cover - the node numbers come with the next answer
-            logger.debug("straggler: could not read the node numbers", exc_info=True)
+        except Exception:
+            logger.debug("straggler: could not reach the report actor yet", exc_info=True)
 
     def _learn(self, numbered: Optional[tuple[int, dict[str, int]]]) -> None:
         if numbered is not None:
@@ -117,6 +118,8 @@ class _RayChannel(ReportChannel):
     def send(self, message: dict) -> None:
         import ray
 
+        if self.reports is None:
+            self.reports = ray.get_actor(reports_name(ray.get_runtime_context().get_job_id()), namespace=NAMESPACE)
         message["nodes_version"] = self.nodes_version
         cancelled, numbered = ray.get(self.reports.push.remote(self.name, message), timeout=CALL_TIMEOUT)
         self._learn(numbered)
