@@ -375,11 +375,12 @@ def _child(code: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
                               cwd=os.path.dirname(__file__), env={**os.environ, "RAY_ADDRESS": "local"})
     except subprocess.TimeoutExpired as exc:  # pragma: no cover - what the tests look for
-        pytest.fail(f"the child hung: {exc.stdout!r} {exc.stderr[-2000:] if exc.stderr else ''!r}")
+        pytest.fail(f"the child hung: {exc.stdout!r} {exc.stderr[-4000:] if exc.stderr else ''!r}")
 
 
 _PRELUDE = """
-    import os, sys, threading, time, warnings
+    import faulthandler, os, sys, threading, time, warnings
+    faulthandler.dump_traceback_later(45, exit=True)  # a hang shows where
     warnings.simplefilter("ignore")
     import ray, straggler as sg
     from _ray_util import RAY_SETTINGS
@@ -406,10 +407,10 @@ def test_ray_shut_down_under_a_running_executor_fails_its_futures_and_starts_no_
     print("threads", [t.name for t in threading.enumerate() if t.name.startswith("straggler-ray-")])
     """)
     out = child.stdout
-    assert "errors ['RuntimeError', 'RuntimeError', 'RuntimeError', 'RuntimeError']" in out, (out, child.stderr[-3000:])
+    assert "errors ['RuntimeError', 'RuntimeError', 'RuntimeError', 'RuntimeError']" in out, (out, child.stderr[-6000:])
     assert "initialized False" in out
     assert "later RuntimeError initialized False" in out
-    assert "threads []" in out
+    assert "threads []" in out, child.stderr[-6000:]
 
 
 def test_without_a_runtime_the_engine_starts_one_and_the_process_exits():
