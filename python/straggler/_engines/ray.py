@@ -38,6 +38,17 @@ How an attempt travels:
   fails with the last error). Every call to Ray that may wait on another process runs in a
   thread of the engine (the poll thread, the call queue), never under the ledger's lock, and
   every error there is logged and survived.
+- Resources no node has: a task whose ``sg.options(cpus=, gpus=, memory=)`` exceed what the
+  largest live node has (read again first) fails with ``ValueError`` at submission to Ray,
+  rather than wait in Ray's queue for a node that may never come (an autoscaling cluster must
+  have such a node up first).
+- Ray shut down under a running executor (``ray.shutdown()`` mid-job): every attempt waiting
+  for a result, and every later one, fails with ``RuntimeError``; no thread of ours calls Ray
+  again (Ray's auto-init would start a new runtime). Calling ``ray.shutdown()`` while an
+  executor still has work is racy in Ray itself: a call already on its way may end the process
+  (Ray's "core worker has already been shutdown"); shut the executor down first.
+- A report actor killed for good (``ray.kill``) is replaced by the poll thread; workers look
+  it up again and re-send the starts that did not get through.
 
 Not done: originals are never moved off a busy node (Ray queues them itself) and do not avoid
 Flink's blocked nodes (Ray offers no "not on these nodes" strategy for a single task); only
@@ -905,6 +916,15 @@ class RayEngine(ClusterNodes, EngineBase):
             threads = self.threads + ([calls.thread] if calls is not None else [])
             for thread in threads:
                 if thread is not threading.current_thread():
-                    thread.join()
+                    # With Ray shut down under us, a call of ours to it may never return (a
+                    # ray.get begun before): that daemon thread is left, never waited for.
+                    while thread.is_alive():
+                        thread.join(0.5)
+                        if not self.ray.is_initialized():
+                            thread.join(1.0)
+                            if thread.is_alive():
+                                logger.warning("straggler: %s is stuck in a call to Ray, which was shut "
+                                               "down; left behind", thread.name)
+                            break
         with self.wake_events:
             self.closed = True
