@@ -36,6 +36,8 @@ IDLE = 30.0
 # The flusher's batching window in a worker: starts and heartbeats of this long go in one
 # message. It bounds the report latency from below; the check interval bounds it from above.
 FLUSH_INTERVAL = 0.01
+# After a failed send, the starts in it are sent again this much later.
+RETRY = 0.2
 
 
 class RemoteAttempt:
@@ -144,8 +146,16 @@ class ReportChannel:
                            "running": [attempt.key for attempt in running]}
                 try:
                     self.send(message)
-                except Exception:  # pragma: no cover - a closing worker; its attempts end as lost
+                except Exception:  # the receiver is gone or restarting: the starts go again
                     logger.debug("straggler: could not send reports from %s", self.address, exc_info=True)
+                    with self.lock:
+                        for start in starts:
+                            if start[0] in self.running:
+                                self.starts.setdefault(start[0], start)
+                        again = bool(self.starts)
+                    if again:  # a start that never reaches the executor: no timeout would apply
+                        window.wait(RETRY)
+                        self.wake.set()
 
 
 class CallQueue:
@@ -157,8 +167,9 @@ class CallQueue:
     it, and an error is logged.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, guard: Optional[Callable[[], bool]] = None) -> None:
         self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.guard = guard  # false: the cluster is gone, and the calls are dropped
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
@@ -174,6 +185,8 @@ class CallQueue:
             if item is None:
                 return
             call, args, kwargs = item
+            if self.guard is not None and not self.guard():
+                continue
             try:
                 call(*args, **kwargs)
             except BaseException:  # SystemExit too: Ray raises it once it shuts down

@@ -38,6 +38,17 @@ How an attempt travels:
   fails with the last error). Every call to Ray that may wait on another process runs in a
   thread of the engine (the poll thread, the call queue), never under the ledger's lock, and
   every error there is logged and survived.
+- Resources no node has: a task whose ``sg.options(cpus=, gpus=, memory=)`` exceed what the
+  largest live node has (read again first) fails with ``ValueError`` at submission to Ray,
+  rather than wait in Ray's queue for a node that may never come (an autoscaling cluster must
+  have such a node up first).
+- Ray shut down under a running executor (``ray.shutdown()`` mid-job): every attempt waiting
+  for a result, and every later one, fails with ``RuntimeError``; no thread of ours calls Ray
+  again (Ray's auto-init would start a new runtime). Calling ``ray.shutdown()`` while an
+  executor still has work is racy in Ray itself: a call already on its way may end the process
+  (Ray's "core worker has already been shutdown"); shut the executor down first.
+- A report actor killed for good (``ray.kill``) is replaced by the poll thread; workers look
+  it up again and re-send the starts that did not get through.
 
 Not done: originals are never moved off a busy node (Ray queues them itself) and do not avoid
 Flink's blocked nodes (Ray offers no "not on these nodes" strategy for a single task); only
@@ -83,6 +94,8 @@ RESULT_WAIT = 0.02
 # The longest any of our threads waits for one answer from Ray before it logs and goes on.
 CALL_TIMEOUT = 10.0
 
+RAY_GONE = "the Ray runtime was shut down under the executor"
+
 # What the wrapper returns first: how the attempt ended.
 _FINISHED, _RAISED, _STOPPED = 0, 1, 2
 
@@ -121,7 +134,11 @@ class _RayChannel(ReportChannel):
         if self.reports is None:
             self.reports = ray.get_actor(reports_name(ray.get_runtime_context().get_job_id()), namespace=NAMESPACE)
         message["nodes_version"] = self.nodes_version
-        cancelled, numbered = ray.get(self.reports.push.remote(self.name, message), timeout=CALL_TIMEOUT)
+        try:
+            cancelled, numbered = ray.get(self.reports.push.remote(self.name, message), timeout=CALL_TIMEOUT)
+        except Exception:
+            self.reports = None  # killed for good, or a handle of a stale actor: looked up again next time
+            raise
         self._learn(numbered)
         for key in cancelled:
             attempt = self.running.get(key)
@@ -344,6 +361,7 @@ class RayEngine(ClusterNodes, EngineBase):
         self.ladder: list[tuple[float, int, RayAttempt]] = []   # (when, order, attempt): next step due
         self.order = itertools.count()
         self.nodes_refreshed = -1.0
+        self.largest: dict[str, float] = {}             # resource -> the most a live node has
         self.slots = 1
         self.arrived: collections.deque = collections.deque()    # (received, message) from the actor
         self.finished: collections.deque = collections.deque()   # (attempt, result, error)
@@ -360,7 +378,7 @@ class RayEngine(ClusterNodes, EngineBase):
         super().bind(ledger, blocklist, interval)
         self.token = ledger.token
         self.channel = f"straggler-{self.token}"
-        self.calls = CallQueue(f"straggler-ray-calls-{self.token}")
+        self.calls = CallQueue(f"straggler-ray-calls-{self.token}", guard=self.ray.is_initialized)
         with ledger.lock:
             ledger.slots = self.slots
         # Got (or created) before any attempt is submitted, so that a worker finds it by name.
@@ -383,9 +401,13 @@ class RayEngine(ClusterNodes, EngineBase):
         if not force and now - self.nodes_refreshed < 1.0:
             return
         self.nodes_refreshed = now
-        alive = {
-            n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0))
-            for n in self.ray.nodes() if n.get("Alive") or n.get("alive")
+        if not self.ray.is_initialized():  # ray.nodes would start a new runtime
+            return
+        live = [n for n in self.ray.nodes() if n.get("Alive") or n.get("alive")]
+        alive = {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0)) for n in live}
+        self.largest = {
+            key: max((n.get("Resources", {}).get(key, 0) for n in live), default=0)
+            for key in ("CPU", "GPU", "memory")
         }
         ledger: Optional[Ledger] = getattr(self, "ledger", None)  # None until bound
         lock = ledger.lock if ledger is not None else threading.Lock()
@@ -441,6 +463,9 @@ class RayEngine(ClusterNodes, EngineBase):
     def _submit(self, attempt: RayAttempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         task = attempt.task
         try:
+            if not self.ray.is_initialized():
+                # Never a call that would start a new runtime (Ray's auto-init) under the job.
+                raise RuntimeError(RAY_GONE)
             remote = _remote()
             task_options = task.options
             options: dict[str, Any] = {}
@@ -451,6 +476,7 @@ class RayEngine(ClusterNodes, EngineBase):
                     options["num_gpus"] = task_options.gpus
                 if task_options.memory is not None:
                     options["memory"] = task_options.memory
+                self._check_fits(task, task_options)
             if attempt.pinned >= 0:
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -471,6 +497,23 @@ class RayEngine(ClusterNodes, EngineBase):
             self.submitted.append((ref, attempt))
             self.wake_results.notify()
 
+    def _check_fits(self, task: Task, task_options: Any) -> None:
+        """Raise ValueError if no live node has the CPUs, GPUs or memory the task asks for:
+        Ray would keep it waiting for ever (for a node an autoscaler might add). The nodes are
+        read again first, in case one just joined."""
+        asked = (("cpus", "CPU", task_options.cpus), ("gpus", "GPU", task_options.gpus),
+                 ("memory", "memory", task_options.memory or 0))
+        for force in (False, True):
+            if force:
+                self.refresh_nodes(force=True)
+            largest = self.largest
+            misfit = [(name, key, amount) for name, key, amount in asked if amount > largest.get(key, 0)]
+            if not misfit:
+                return
+        name, key, amount = misfit[0]
+        raise ValueError(f"task {task.id}: {name}={amount!r}, but no node of the Ray cluster has that much "
+                         f"(the largest has {key}={largest.get(key, 0)!r}); Ray would keep it waiting")
+
     # --- the results thread -----------------------------------------------------------------
 
     def _results_loop(self) -> None:
@@ -488,14 +531,21 @@ class RayEngine(ClusterNodes, EngineBase):
                 submitted, self.submitted = self.submitted, collections.deque()
             waiting.update(submitted)
             try:
+                if not ray.is_initialized():  # ray.wait would start a new runtime
+                    raise RuntimeError(RAY_GONE)
                 ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=RESULT_WAIT, fetch_local=True)
                 ended = self._fetch(ready, waiting)
             except BaseException as exc:  # SystemExit: Ray is shutting down in this process
-                if isinstance(exc, SystemExit) or self.closing:
-                    return
-                logger.exception("straggler: waiting for Ray results failed; retrying")
-                time.sleep(0.1)
-                continue
+                if ray.is_initialized() and not isinstance(exc, SystemExit):
+                    logger.exception("straggler: waiting for Ray results failed; retrying")
+                    time.sleep(0.1)
+                    continue
+                # Ray was shut down under the executor: its results are gone, and every attempt
+                # waiting for one fails (its retries fail at submission: no runtime is started).
+                if waiting:
+                    logger.error("straggler: %s; %d attempts fail", RAY_GONE, len(waiting))
+                ended = [(attempt, None, RuntimeError(RAY_GONE)) for attempt in waiting.values()]
+                waiting.clear()
             if ended:
                 with self.wake_events:
                     self.finished.extend(ended)
@@ -529,6 +579,9 @@ class RayEngine(ClusterNodes, EngineBase):
         ray = self.ray
         failures = 0
         while not self.closing:
+            if not ray.is_initialized():  # ray.get would start a new runtime
+                logger.warning("straggler: Ray shut down under a running executor; no more reports")
+                return
             try:
                 generation, messages = ray.get(self.reports.drain.remote(self.channel, POLL_WAIT),
                                                timeout=CALL_TIMEOUT)
@@ -538,7 +591,7 @@ class RayEngine(ClusterNodes, EngineBase):
                         self._restore()
                     self.generation = generation
             except BaseException as exc:  # SystemExit: Ray is shutting down in this process
-                if self.closing or isinstance(exc, SystemExit):
+                if self.closing or isinstance(exc, SystemExit) or not ray.is_initialized():
                     if not self.closing:
                         logger.warning("straggler: Ray shut down under a running executor; no more reports")
                     return
@@ -547,6 +600,14 @@ class RayEngine(ClusterNodes, EngineBase):
                 if failures == 1:
                     logger.warning("straggler: could not read the Ray workers' reports; retrying", exc_info=True)
                 time.sleep(min(1.0, 0.05 * failures))
+                if isinstance(exc, ray.exceptions.RayActorError) and not self.closing and ray.is_initialized():
+                    # Killed for good (ray.kill), not Ray shutting down (checked again after the
+                    # pause: a call to Ray after its shutdown would start a new runtime): a new
+                    # actor, whose generation tells us to restore it.
+                    try:
+                        self.reports = _job_reports(ray)
+                    except Exception:
+                        logger.debug("straggler: could not start a new report actor", exc_info=True)
                 continue
             if messages:
                 received = self.ledger.clock()
@@ -855,6 +916,15 @@ class RayEngine(ClusterNodes, EngineBase):
             threads = self.threads + ([calls.thread] if calls is not None else [])
             for thread in threads:
                 if thread is not threading.current_thread():
-                    thread.join()
+                    # With Ray shut down under us, a call of ours to it may never return (a
+                    # ray.get begun before): that daemon thread is left, never waited for.
+                    while thread.is_alive():
+                        thread.join(0.5)
+                        if not self.ray.is_initialized():
+                            thread.join(1.0)
+                            if thread.is_alive():
+                                logger.warning("straggler: %s is stuck in a call to Ray, which was shut "
+                                               "down; left behind", thread.name)
+                            break
         with self.wake_events:
             self.closed = True
