@@ -263,7 +263,11 @@ def test_a_restarted_report_actor_loses_no_task(cluster, caplog):
             futures = [ex.submit(beats_for, 0.1, i) for i in range(12)]
             futures[0].result(timeout=60)
             engine = ex._engine
+            deadline = time.monotonic() + 60
+            while not engine.generation and time.monotonic() < deadline:
+                time.sleep(0.02)  # results arrive without the report actor: wait for its first drain
             generation = engine.generation
+            assert generation
             ray.kill(engine.reports, no_restart=False)
             deadline = time.monotonic() + 60
             while engine.generation == generation and time.monotonic() < deadline:
