@@ -16,5 +16,6 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py::sketch::register(m)?;
     py::detector::register(m)?;
+    py::interrupt::register(m)?;
     Ok(())
 }

@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from straggler._context import AttemptContext, AttemptTimeout, TaskOptions
+from straggler._future import new_future
 from straggler._records import AttemptEvent, ExecutorStats
 
 __all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "StageCounts", "Task", "STAGING_MARK"]
@@ -60,7 +61,7 @@ class Task:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        self.future: Future = Future()
+        self.future: Future = new_future()
         self.stage = stage
         self.options = task_options
         self.output = output          # the absolute output path, resolved once at submit
@@ -161,6 +162,13 @@ def _no_stop(attempt: Attempt) -> None:
     pass
 
 
+def entry_of(item: Any) -> Queued:
+    """A ready-queue item as a ``Queued`` entry (a bare Task is its first attempt)."""
+    if item.__class__ is Task:
+        return Queued(item, 0, False)
+    return item
+
+
 class Ledger:
     """See the module's docstring. ``max_events`` bounds the event log (None: unbounded;
     0: none kept); counts in ``stats()`` are never bounded."""
@@ -176,10 +184,11 @@ class Ledger:
         self.closed = False
         self.n_tasks = 0
         self.stages: dict[str, Optional[int]] = {}       # name -> num_tasks
-        self.stage_tasks: dict[str, int] = {}            # name -> tasks submitted to it
         self.stage_counts: dict[str, StageCounts] = {}   # name -> its counters, in first-seen order
         self.outputs: set[str] = set()                   # outputs of tasks not settled yet
-        self.ready: collections.deque[Queued] = collections.deque()
+        # The ready queue: a task's first attempt is the Task itself (the per-task path makes no
+        # entry object); retries and copies are ``Queued`` entries (``entry_of`` reads both).
+        self.ready: collections.deque[Any] = collections.deque()
         self.pending = 0          # first attempts and retries in the ready queue
         self.active = 0           # attempts running or queued
         self.spec_active = 0      # copies running or queued
@@ -209,11 +218,31 @@ class Ledger:
         if self.closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         stage = task.stage
+        counts = self.stage_counts.get(stage)
+        if counts is None or num_tasks is not None or task.output is not None or self.stages[stage] is not None:
+            counts = self._add_checked_locked(task, num_tasks)
+        counts.tasks += 1
+        task.counts = counts
+        task.id = self.n_tasks
+        self.n_tasks += 1
+        self.inbox.extend((TASK, task))
+        # The first attempt, queued as the task itself (see ``ready``).
+        self.ready.append(task)
+        task.queued = 1
+        self.active += 1
+        self.pending += 1
+        if self.scheduler_idle:
+            self.changed.notify_all()
+
+    def _add_checked_locked(self, task: Task, num_tasks: Optional[int]) -> StageCounts:
+        """``add_task_locked``'s checks for a new stage, a declared size or an output: raises
+        with nothing changed, else reserves the output and returns the stage's counters."""
+        stage = task.stage
         known = self.stages.get(stage, _UNSET)
         if known is not _UNSET and num_tasks is not None and known != num_tasks:
             raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={known!r}, got {num_tasks!r}")
         size = num_tasks if known is _UNSET or known is None else known
-        submitted = self.stage_tasks.get(stage, 0)
+        submitted = 0 if known is _UNSET else self.stage_counts[stage].tasks
         if size is not None and submitted >= size:
             raise ValueError(f"num_tasks: stage {stage!r} was declared with num_tasks={size!r} and has them all")
         output = task.output
@@ -222,19 +251,7 @@ class Ledger:
         if known is _UNSET:
             self.stages[stage] = num_tasks
             self.stage_counts[stage] = StageCounts()
-        self.stage_tasks[stage] = submitted + 1
-        task.id = self.n_tasks
-        self.n_tasks += 1
-        counts = task.counts = self.stage_counts[stage]
-        counts.tasks += 1
-        self.inbox.extend((TASK, task))
-        # queue_locked(Queued(task, 0, False)), inlined: this is the per-task path.
-        self.ready.append(Queued(task, 0, False))
-        task.queued = 1
-        self.active += 1
-        self.pending += 1
-        if self.scheduler_idle:
-            self.changed.notify_all()
+        return self.stage_counts[stage]
 
     def _reserve_output_locked(self, output: str) -> None:
         if output in self.outputs:
@@ -271,13 +288,16 @@ class Ledger:
         task.next_attempt += 1
         return number
 
-    def _unqueue_locked(self, entry: Queued) -> None:
+    def _unqueue_locked(self, entry: Any) -> Queued:
+        """Take ``entry`` (a ``ready`` item) off the counts; returns it as a ``Queued``."""
+        entry = entry_of(entry)
         entry.task.queued -= 1
         self.active -= 1
         if entry.speculative:
             self.spec_active -= 1
         else:
             self.pending -= 1
+        return entry
 
     def claim_locked(self, task: Task) -> bool:
         """Move the task's Future to RUNNING (as ``ThreadPoolExecutor`` does before a task
@@ -301,30 +321,54 @@ class Ledger:
         ready = self.ready
         while ready:
             entry = ready.popleft()
-            self._unqueue_locked(entry)
-            task = entry.task
+            if entry.__class__ is Task:  # a first attempt (see ``ready``): the per-task path
+                task = entry
+                number, speculative, node, why = 0, False, -1, None
+                task.queued -= 1
+                self.active -= 1
+                self.pending -= 1
+            else:
+                self._unqueue_locked(entry)
+                task, number, speculative, node, why = entry
             if task.done:
                 continue  # a copy or retry whose task was settled meanwhile
-            if not task.claimed and start and not self.claim_locked(task):
-                continue  # cancelled by its caller before it started
-            if not task.claimed and task.future.cancelled():
-                task.done = True
-                self._release_output_locked(task)
-                self.inbox.extend((DROP, task))
-                continue
+            if not task.claimed:
+                if start:
+                    # Claim it: its Future moves to RUNNING (as ThreadPoolExecutor's does
+                    # before a task runs), unless its caller cancelled it first.
+                    if not task.future.set_running_or_notify_cancel():
+                        self.abandon_locked(task)
+                        continue
+                    task.claimed = True
+                elif task.future.cancelled():
+                    task.done = True
+                    self._release_output_locked(task)
+                    self.inbox.extend((DROP, task))
+                    continue
             # A copy started after its original ended (it failed meanwhile) is a plain retry.
-            speculative = entry.speculative and bool(task.running)
-            attempt = factory(task, entry.number, speculative, self.clock)
-            why = entry.why
+            if speculative and not task.running:
+                speculative = False
+            attempt = factory(task, number, speculative, self.clock)
             if why is not None:
                 attempt.why = why
             task.running.append(attempt)
             self.active += 1
-            if speculative:
-                self.spec_active += 1
             if start:
-                self.started_locked(attempt)
-            return attempt, entry.node
+                # started_locked(attempt), inlined: this is the per-task path.
+                self.n_attempts += 1
+                counts = task.counts
+                counts.attempts += 1
+                if speculative:
+                    self.spec_active += 1
+                    self.n_speculative += 1
+                    counts.speculative += 1
+                self.inbox.extend((START, attempt))
+                if self.logging:
+                    self.log.append(event_row(START, attempt) if why is not None else
+                                    ("start", attempt.start, task.id, number, task.stage, attempt.node, speculative))
+            elif speculative:
+                self.spec_active += 1
+            return attempt, node
         return None
 
     def started_locked(self, attempt: Attempt) -> None:
@@ -364,10 +408,13 @@ class Ledger:
 
     def _end_locked(self, attempt: Attempt, at: float, outcome: str) -> None:
         beat = attempt.beat
-        attempt.end = max(at, attempt.start, beat[0] if beat is not None else attempt.start)
+        start = attempt.start
+        if beat is not None and beat[0] > at:
+            at = beat[0]
+        attempt.end = at if at > start else start
         attempt.outcome = outcome
         if outcome != "finish":
-            wasted = attempt.end - attempt.start
+            wasted = attempt.end - start
             self.wasted += wasted
             attempt.task.counts.wasted += wasted
         self.inbox.extend((END, attempt))
@@ -378,9 +425,10 @@ class Ledger:
         """``shutdown(cancel_futures=True)``: empty the ready queue of first attempts (their
         tasks never started) and return those tasks, marked done, for the caller to cancel
         their Futures outside the lock. Retries and copies stay queued."""
-        kept: collections.deque[Queued] = collections.deque()
+        kept: collections.deque[Any] = collections.deque()
         withdrawn = []
-        for entry in self.ready:
+        for item in self.ready:
+            entry = entry_of(item)
             task = entry.task
             if entry.number == 0 and not entry.speculative and not task.claimed and not task.running:
                 self._unqueue_locked(entry)
@@ -390,7 +438,7 @@ class Ledger:
                     self.inbox.extend((DROP, task))
                     withdrawn.append(task)
             else:
-                kept.append(entry)
+                kept.append(item)
         self.ready = kept
         return withdrawn
 
@@ -399,9 +447,7 @@ class Ledger:
         attempt running are returned, marked done, to fail outside the lock."""
         failed = []
         while self.ready:
-            entry = self.ready.popleft()
-            self._unqueue_locked(entry)
-            task = entry.task
+            task = self._unqueue_locked(self.ready.popleft()).task
             if not task.done and not task.running:
                 task.done = True
                 self._release_output_locked(task)
@@ -426,6 +472,31 @@ class Ledger:
         ``max_failures``, fails the task; anything after the task is done is a kill)."""
         task = attempt.task
         staging = attempt.staging
+        if error is None and staging is None and not self.timeouts and not task.done and attempt.timed_out is None:
+            # The common win (no output to commit, no limit to check): the per-task path.
+            task.running.remove(attempt)
+            self.active -= 1
+            if attempt.speculative:
+                self.spec_active -= 1
+                self.n_wins += 1
+                task.counts.wins += 1
+            task.done = True
+            if task.output is not None:
+                self.outputs.discard(task.output)
+            if task.running:
+                self.stop_others_locked(task, attempt)
+            # _end_locked(attempt, at, "finish"), inlined.
+            at = self.clock() if end is None else end
+            beat = attempt.beat
+            if beat is not None and beat[0] > at:
+                at = beat[0]
+            start = attempt.start
+            attempt.end = at = at if at > start else start
+            attempt.outcome = "finish"
+            self.inbox.extend((END, attempt))
+            if self.logging:
+                self.log.append(("finish", at, task.id, attempt.number, task.stage, attempt.node, attempt.speculative))
+            return _new_tuple(FollowUp, (None, task, value, None, False))
         committed = False
         resolve: Optional[Task] = None
         self._detach_locked(attempt)
@@ -486,8 +557,8 @@ class Ledger:
         if remove is None and resolve is None:
             return None
         if outcome == "finish":
-            return FollowUp(remove, resolve, value, None)
-        return FollowUp(remove, resolve, None, error)
+            return _new_tuple(FollowUp, (remove, resolve, value, None, False))
+        return _new_tuple(FollowUp, (remove, resolve, None, error, False))
 
     def lose_locked(self, attempt: Attempt, error: BaseException, end: Optional[float] = None) -> Optional[FollowUp]:
         """The engine lost the attempt without a verdict (its worker died): requeue the task as
@@ -678,6 +749,7 @@ def event_records(entries: list) -> Iterator[AttemptEvent]:
 
 
 _UNSET: Any = object()
+_new_tuple = tuple.__new__  # a NamedTuple made without its Python-level __new__
 
 
 class OutputExistsError(FileExistsError, ValueError):

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import numpy as np
+
 from straggler._ledger import DROP, END, START, Attempt, Ledger, Task, event_records
 from straggler._records import AttemptEvent
 from straggler._scheduling import NodeBlocklist, Situation, plan_copies
@@ -242,11 +244,11 @@ class _DetectorFeed:
         of a task whose win was already sent (an engine reran a loser) is dropped: the Detector
         has nothing to decide about it.
         """
-        import numpy as np
-
         detector = self.detector
+        tasks = self.tasks
         registrations: list[Task] = []   # a run of registrations with one key
         registration_key: Any = None
+        registration_stage: Any = None    # the stage name of a run of plain registrations
         starts: list[Attempt] = []
         ends: list[Attempt] = []
         ended_tasks: set[Task] = set()
@@ -257,19 +259,18 @@ class _DetectorFeed:
                 ids = detector.add_tasks(stage, len(registrations), input_bytes=input_bytes, speculatable=speculatable)
                 for task, det_id in zip(registrations, ids.tolist()):
                     task.det_id = det_id
-                    self.tasks[det_id] = task
+                    tasks[det_id] = task
                 registrations.clear()
 
         def flush() -> None:
             flush_registrations()
             if starts:
                 rows = [a for a in starts if not a.task.det_won]
-                n = len(rows)
-                if n:
+                if rows:
                     ids = detector.start_many(
-                        np.fromiter([a.task.det_id for a in rows], np.int64, n),
-                        np.fromiter([a.start for a in rows], np.float64, n),
-                        nodes=np.fromiter([max(a.node, 0) for a in rows], np.int64, n),
+                        np.array([a.task.det_id for a in rows], np.int64),
+                        np.array([a.start for a in rows], np.float64),
+                        nodes=np.array([a.node if a.node > 0 else 0 for a in rows], np.int64),
                     )
                     running = self.running
                     for attempt, detector_id in zip(rows, ids.tolist()):
@@ -284,7 +285,7 @@ class _DetectorFeed:
         entries = iter(inbox)
         for kind, item in zip(entries, entries):  # (kind, object) pairs
             if kind == START:
-                if item.task in ended_tasks:
+                if ended_tasks and item.task in ended_tasks:
                     flush()
                 starts.append(item)
             elif kind == END:
@@ -292,16 +293,18 @@ class _DetectorFeed:
                 ended_tasks.add(item.task)
             elif kind == DROP:
                 self.dropping.append(item)
+            elif item.options is None and item.stage == registration_stage:
+                registrations.append(item)  # the run's key again (the per-task path)
             else:
                 key = self._task_key(item)
                 if key != registration_key:
                     flush_registrations()
                     registration_key = key
+                registration_stage = item.stage if item.options is None else None
                 registrations.append(item)
         flush()
         if self.dropping:
             self._drop()
-        tasks = self.tasks
         if len(tasks) > 2 * len(self.running) + 4096:
             # Tasks that ended without an attempt ending (cancelled before they started) are
             # forgotten in sweeps, at a cost spread over the tasks that came since the last.
@@ -331,14 +334,12 @@ class _DetectorFeed:
     def _finish(self, ends: list[Attempt]) -> None:
         """``finish_many`` over ended attempts: one call for those whose last heartbeat carried
         records (the Detector's stage rate uses them) and one for the others."""
-        import numpy as np
-
         running = self.running
         plain: list[Attempt] = []
         counted: list[Attempt] = []
         for attempt in ends:
-            if attempt.detector_id < 0 or running.pop(attempt.detector_id, None) is None:
-                continue  # never started in the engine, or its start was dropped
+            if running.pop(attempt.detector_id, None) is None:
+                continue  # never started in the engine (id -1), or its start was dropped
             beat = attempt.beat
             if beat is None or beat[2] is None:
                 plain.append(attempt)
@@ -347,14 +348,13 @@ class _DetectorFeed:
         for rows in (plain, counted):
             if not rows:
                 continue
-            n = len(rows)
             ok = [a.outcome == "finish" for a in rows]
             try:
                 self.detector.finish_many(
-                    np.fromiter([a.detector_id for a in rows], np.int64, n),
-                    np.fromiter([a.end for a in rows], np.float64, n),
+                    np.array([a.detector_id for a in rows], np.int64),
+                    np.array([a.end for a in rows], np.float64),
                     ok=None if all(ok) else ok,
-                    records=np.fromiter([_records(a) for a in rows], np.float64, n) if rows is counted else None,
+                    records=np.array([_records(a) for a in rows], np.float64) if rows is counted else None,
                 )
             except Exception:
                 # One bad row must not keep the others running in the Detector for ever.
@@ -371,11 +371,12 @@ class _DetectorFeed:
                     attempt.task.det_won = True
         # Forget the tasks that are done and have nothing running: the feed keeps no settled
         # task alive.
+        tasks = self.tasks
+        counting = bool(self.stage_left)
         for attempt in ends:
             task = attempt.task
-            if task.done and not task.running:
-                if self.tasks.pop(task.det_id, None) is not None:
-                    self._forget(task)
+            if task.done and not task.running and tasks.pop(task.det_id, None) is not None and counting:
+                self._forget(task)
 
     def _forget(self, task: Task) -> None:
         """A task is settled for good. Once every task of a stage declared with ``num_tasks``
@@ -409,8 +410,6 @@ class _DetectorFeed:
 
     def send_heartbeats(self) -> None:
         """One ``heartbeat_many`` per kind of heartbeat (with or without progress / records)."""
-        import numpy as np
-
         groups: dict[tuple[bool, bool], list[tuple[int, float, Optional[float], Optional[int]]]] = {}
         for detector_id, attempt in self.running.items():
             beat = attempt.beat

@@ -2,6 +2,7 @@
 //! and the mapping of the core's `Error` onto Python exceptions.
 
 pub mod detector;
+pub mod interrupt;
 pub mod sketch;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};

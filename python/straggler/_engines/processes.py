@@ -263,6 +263,7 @@ class ProcessEngine(RunnerEngine):
     method makes the workers (default: "spawn")."""
 
     attempt_type = ProcessAttempt
+    prepares = True  # a runner starts its worker process before it takes an attempt
 
     def __init__(self, slots: int, context: Any = None) -> None:
         super().__init__(slots)

@@ -61,6 +61,10 @@ class RunnerEngine(EngineBase):
 
     attempt_type: Callable[..., Attempt] = Attempt
     runner_pool: concurrent.futures.Executor
+    # Runners waiting for work (an engine whose runners park counts them under the lock).
+    parked = 0
+    # Whether ``runner_ready`` can say no (an engine that prepares its runners sets it).
+    prepares = False
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
@@ -83,7 +87,7 @@ class RunnerEngine(EngineBase):
         return 0
 
     def wake(self) -> None:
-        if self.runners >= self.slots and not getattr(self, "idle", 0):
+        if self.runners >= self.slots and not self.parked:
             # Every runner is going, and each takes from the queue before it may leave (under
             # the lock): what was just queued will be taken. A stale read only costs the lock.
             return
@@ -123,7 +127,7 @@ class RunnerEngine(EngineBase):
         attempt_type = self.attempt_type
         serving(ledger)
         left_behind: Optional[str] = None
-        ended: Optional[tuple[Attempt, Any, Optional[BaseException]]] = None
+        ended: Optional[tuple[Attempt, Any, Optional[BaseException], float]] = None
         while True:
             follow_up = None
             with lock:
@@ -138,7 +142,7 @@ class RunnerEngine(EngineBase):
                     ended = None
                 # Make ready (start a worker process…) before taking an attempt, so that the
                 # attempt's clock does not run while it waits for a place to run.
-                prepare = bool(ledger.ready) and not self.runner_ready()
+                prepare = self.prepares and bool(ledger.ready) and not self.runner_ready()
                 taken = None if prepare else ledger.take_locked(attempt_type)
                 if taken is None and follow_up is None and not prepare:
                     ledger.busy -= 1
@@ -159,7 +163,7 @@ class RunnerEngine(EngineBase):
             if prepare:
                 self.make_ready()
             if taken is not None:
-                ended = (attempt, *self._attempt(attempt, task, fn, args, kwargs))
+                ended = self._attempt(attempt, task, fn, args, kwargs)
         if left_behind is not None:
             shutil.rmtree(left_behind, ignore_errors=True)
         serving(None)
@@ -173,22 +177,20 @@ class RunnerEngine(EngineBase):
         attempt fails with the reason)."""
 
     def _attempt(self, attempt: Attempt, task: Task, fn: Callable[..., Any], args: tuple, kwargs: dict
-                 ) -> tuple[Any, Optional[BaseException]]:
-        """Run one attempt; its result and its error (None if it returned)."""
-        result: Any = None
-        error: Optional[BaseException] = None
+                 ) -> tuple[Attempt, Any, Optional[BaseException], float]:
+        """Run one attempt: (the attempt, its result, its error or None, when it ended), the
+        arguments of its ``settle_locked``."""
         try:
             if task.output is not None:
                 attempt.staging = make_staging(task.output, self.ledger.staging_prefix(task, attempt.number))
             result = self.execute(attempt, fn, args, kwargs)
         except BaseException as exc:  # like ThreadPoolExecutor: the task's error goes to its Future
-            error = exc
-        if not attempt.outcome:  # not settled already (abandoned)
-            attempt.end = attempt.clock()
-        if error is not None and attempt.staging is not None:
-            shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
-            attempt.staging = None
-        return result, error
+            end = attempt.clock()
+            if attempt.staging is not None:
+                shutil.rmtree(attempt.staging, ignore_errors=True)  # a failed attempt's output never counts
+                attempt.staging = None
+            return attempt, None, exc, end
+        return attempt, result, None, attempt.clock()
 
     def execute(self, attempt: Attempt, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         raise NotImplementedError  # pragma: no cover
