@@ -18,6 +18,15 @@ An attempt's life, as the ledger sees it:
 in this process knows it starts now). The scheduler inbox receives every task, start and end
 in the order they happened; the event log keeps the starts and ends for ``events()``.
 
+A task submitted without options (the common case) does not take the lock: its submitter
+appends it to ``intake`` (one atomic step) and whoever holds the lock next admits it (gives it
+its id and queues its first attempt) before reading the queue or the counts: a runner taking
+work, ``stats()``, shutdown. A submitter that takes no lock never queues behind a runner that
+holds it, which on a busy interpreter otherwise makes every lock a hand-off between threads.
+Two races are closed by checking after the append: a submitter that finds the ledger closed
+withdraws its task unless it was admitted (``refuse_late``), and a runner that leaves or
+parks looks at ``intake`` after it stopped counting as going (see ``runners``).
+
 The event log holds rows of plain values (``event_row``), not the attempts: a job's log then
 keeps no task or attempt alive once it is settled, and rows of numbers and strings are tuples
 the garbage collector stops tracking, so a long log costs the collector nothing (holding the
@@ -38,11 +47,14 @@ from straggler._context import AttemptContext, AttemptTimeout, TaskOptions
 from straggler._future import new_future
 from straggler._records import AttemptEvent, ExecutorStats
 
-__all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "StageCounts", "Task", "STAGING_MARK"]
+__all__ = ["Attempt", "FollowUp", "Ledger", "Queued", "StageCounts", "Task", "DEFAULT_STAGE", "STAGING_MARK"]
 
 # The inbox's entry kinds (each entry is a kind followed by its object: a flat list, no tuple
 # per entry, so the garbage collector has fewer objects to scan).
 TASK, START, END, DROP = "task", "start", "end", "drop"  # DROP: a task ended without a result
+
+# The stage of a task submitted without ``sg.options(stage=...)``.
+DEFAULT_STAGE = "default"
 
 # Staging directories are named ``.<output name>.<STAGING_MARK>-<executor>-t<task>a<attempt>-…``
 # beside the output, so the rename that commits the winner stays on one filesystem.
@@ -201,6 +213,11 @@ class Ledger:
         self.heartbeat_timeout: Optional[float] = None
         self.wasted = 0.0
         self.inbox: list[Any] = []
+        # Tasks submitted without the lock, not admitted yet (see the module's docstring), and
+        # whether a submitter may add one: once the default stage is known to have no size
+        # (sizes are fixed when a stage is first seen), until the ledger closes.
+        self.intake: collections.deque[Task] = collections.deque()
+        self.intake_open = False
         self.scheduler_idle = False
         # (kind, attempt) pairs in the order they happened; a bounded deque drops the oldest
         # pairs whole (its length is even).
@@ -217,10 +234,17 @@ class Ledger:
         a closed ledger, a stage size that disagrees, or an output taken by another task."""
         if self.closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
+        if self.intake:
+            self.admit_locked()  # submitted before this one: ids follow the submission order
         stage = task.stage
         counts = self.stage_counts.get(stage)
         if counts is None or num_tasks is not None or task.output is not None or self.stages[stage] is not None:
             counts = self._add_checked_locked(task, num_tasks)
+        self._register_locked(task, counts)
+        if self.scheduler_idle:
+            self.changed.notify_all()
+
+    def _register_locked(self, task: Task, counts: StageCounts) -> None:
         counts.tasks += 1
         task.counts = counts
         task.id = self.n_tasks
@@ -231,8 +255,40 @@ class Ledger:
         task.queued = 1
         self.active += 1
         self.pending += 1
+
+    def admit_locked(self) -> None:
+        """Register the tasks in ``intake`` (all of the default stage, which has no size), in
+        the order they were submitted."""
+        intake = self.intake
+        counts = self.stage_counts[DEFAULT_STAGE]
+        register = self._register_locked
+        while intake:
+            register(intake.popleft(), counts)
         if self.scheduler_idle:
             self.changed.notify_all()
+
+    def refuse_late(self, task: Task) -> None:
+        """A submitter appended ``task`` to ``intake`` and then found the ledger closed: if
+        it was not admitted (before the close), take it back and raise as a closed ledger
+        does; if it was, it runs."""
+        with self.changed:
+            if task.id >= 0:
+                return
+            try:
+                self.intake.remove(task)
+            except ValueError:  # pragma: no cover - only the lock's holders take from intake
+                pass
+            self.changed.notify_all()  # wait_idle may be waiting for the intake to empty
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def close_locked(self) -> None:
+        """No more tasks: submitters are refused from now on; those already in ``intake``
+        are admitted and run."""
+        self.closed = True
+        self.intake_open = False
+        if self.intake:
+            self.admit_locked()
+        self.changed.notify_all()
 
     def _add_checked_locked(self, task: Task, num_tasks: Optional[int]) -> StageCounts:
         """``add_task_locked``'s checks for a new stage, a declared size or an output: raises
@@ -251,6 +307,8 @@ class Ledger:
         if known is _UNSET:
             self.stages[stage] = num_tasks
             self.stage_counts[stage] = StageCounts()
+            if stage == DEFAULT_STAGE and num_tasks is None:
+                self.intake_open = True  # from now on a task without options needs no lock
         return self.stage_counts[stage]
 
     def _reserve_output_locked(self, output: str) -> None:
@@ -318,6 +376,8 @@ class Ledger:
         when the ready queue holds nothing runnable. With ``start`` the attempt starts now (it
         runs in this process); otherwise the engine reports its start with ``started_locked``.
         The task's Future is claimed (RUNNING) with its first attempt."""
+        if self.intake:
+            self.admit_locked()
         ready = self.ready
         while ready:
             entry = ready.popleft()
@@ -425,6 +485,8 @@ class Ledger:
         """``shutdown(cancel_futures=True)``: empty the ready queue of first attempts (their
         tasks never started) and return those tasks, marked done, for the caller to cancel
         their Futures outside the lock. Retries and copies stay queued."""
+        if self.intake:
+            self.admit_locked()
         kept: collections.deque[Any] = collections.deque()
         withdrawn = []
         for item in self.ready:
@@ -445,6 +507,8 @@ class Ledger:
     def fail_queue_locked(self) -> list[Task]:
         """The engine can take no more work: empty the ready queue; the tasks it leaves with no
         attempt running are returned, marked done, to fail outside the lock."""
+        if self.intake:
+            self.admit_locked()
         failed = []
         while self.ready:
             task = self._unqueue_locked(self.ready.popleft()).task
@@ -683,7 +747,7 @@ class Ledger:
     def wait_idle(self) -> None:
         """Block until the ready queue is empty and no engine work is outstanding."""
         with self.changed:
-            while self.busy or self.ready:
+            while self.busy or self.ready or self.intake:
                 self.changed.wait()
 
     # --- staging directories ---------------------------------------------------------------
@@ -696,6 +760,8 @@ class Ledger:
     # --- reading ----------------------------------------------------------------------------
 
     def stats_locked(self) -> ExecutorStats:
+        if self.intake:
+            self.admit_locked()
         return ExecutorStats(
             tasks=self.n_tasks,
             attempts=self.n_attempts,
@@ -710,6 +776,8 @@ class Ledger:
         )
 
     def stage_stats_locked(self) -> dict[str, ExecutorStats]:
+        if self.intake:
+            self.admit_locked()
         return {stage: counts.stats() for stage, counts in self.stage_counts.items()}
 
     def events(self) -> list[AttemptEvent]:

@@ -63,7 +63,7 @@ class Scheduler:
                 # it one interval before the first check.
                 deadline = None
                 while True:
-                    finished = ledger.closed and not ledger.busy and not ledger.ready
+                    finished = ledger.closed and not ledger.busy and not ledger.ready and not ledger.intake
                     if finished:
                         break
                     if not ledger.active and not ledger.inbox:

@@ -35,7 +35,7 @@ from straggler._context import TaskOptions, _WithOptions
 from straggler._engines import EngineBase, resolve
 from straggler._engines.runners import current_ledger
 from straggler._export import write_events
-from straggler._ledger import Ledger, Task
+from straggler._ledger import DEFAULT_STAGE, Ledger, Task
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler._scheduler import Scheduler
 from straggler._scheduling import NodeBlocklist
@@ -44,7 +44,6 @@ from straggler.policies import SparkPolicy
 __all__ = ["AttemptEvent", "ExecutorStats", "SpeculativeExecutor"]
 
 _KINDS = ("spark", "flink", "smallpond", "late", "mantri")
-_DEFAULT_STAGE = "default"
 # The event log's default bound: two events per attempt, about 100 bytes each while kept.
 _MAX_EVENTS = 100_000
 # The longest interval, timeout or grace accepted: a year, far below threading.TIMEOUT_MAX.
@@ -160,7 +159,17 @@ class SpeculativeExecutor(concurrent.futures.Executor):
             task_options, fn = fn.options, fn.fn
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
-        stage = _DEFAULT_STAGE
+        ledger = self._ledger
+        if task_options is None and ledger.intake_open:
+            # The per-task path: no lock (see the ledger's docstring on ``intake``).
+            task = Task(fn, args, kwargs, DEFAULT_STAGE, None, None)
+            future = task.future
+            ledger.intake.append(task)
+            if ledger.closed:
+                ledger.refuse_late(task)  # raises unless it was admitted before the close
+            self._engine.wake()
+            return future
+        stage = DEFAULT_STAGE
         output = None
         num_tasks = None
         if task_options is not None:
@@ -175,8 +184,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
                 self._ledger.timeouts = True
         task = Task(fn, args, kwargs, stage, task_options, output)  # outside the lock: a Future is not free
         future = task.future  # the task drops it once resolved, which may be before we return
-        with self._ledger.lock:
-            self._ledger.add_task_locked(task, num_tasks)
+        with ledger.lock:
+            ledger.add_task_locked(task, num_tasks)
         self._engine.wake()
         return future
 
@@ -223,10 +232,9 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         ledger = self._ledger
         withdrawn: list[Task] = []
         with ledger.changed:
-            ledger.closed = True
+            ledger.close_locked()
             if cancel_futures:
                 withdrawn = ledger.withdraw_locked()
-            ledger.changed.notify_all()
         # Out of the queue, no engine can start them; cancel outside the lock because
         # Future.cancel() runs the callbacks.
         for task in withdrawn:
@@ -255,6 +263,8 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         with self._ledger.lock:
             if stage is None:
                 return self._ledger.stats_locked()
+            if self._ledger.intake:
+                self._ledger.admit_locked()
             counts = self._ledger.stage_counts.get(stage) if isinstance(stage, str) else None
             if counts is None:
                 if not isinstance(stage, str):
@@ -315,5 +325,4 @@ os.register_at_fork(after_in_child=_live_schedulers.clear)
 
 def _close_ledger(ledger: Ledger) -> None:
     with ledger.changed:
-        ledger.closed = True
-        ledger.changed.notify_all()
+        ledger.close_locked()

@@ -88,12 +88,13 @@ class RunnerEngine(EngineBase):
 
     def wake(self) -> None:
         if self.runners >= self.slots and not self.parked:
-            # Every runner is going, and each takes from the queue before it may leave (under
-            # the lock): what was just queued will be taken. A stale read only costs the lock.
+            # Every runner is going, and each takes from the queue (and, after it stopped
+            # counting, looks at the intake) before it may leave or park: what was just queued
+            # will be taken. A stale read only costs the lock.
             return
         ledger = self.ledger
         with ledger.lock:
-            waiting = len(ledger.ready)
+            waiting = len(ledger.ready) + len(ledger.intake)
             if waiting == 0:
                 return
             waiting -= self.wake_idle_locked(waiting)
@@ -142,7 +143,7 @@ class RunnerEngine(EngineBase):
                     ended = None
                 # Make ready (start a worker process…) before taking an attempt, so that the
                 # attempt's clock does not run while it waits for a place to run.
-                prepare = self.prepares and bool(ledger.ready) and not self.runner_ready()
+                prepare = self.prepares and bool(ledger.ready or ledger.intake) and not self.runner_ready()
                 taken = None if prepare else ledger.take_locked(attempt_type)
                 if taken is None and follow_up is None and not prepare:
                     ledger.busy -= 1
@@ -151,6 +152,12 @@ class RunnerEngine(EngineBase):
                     if self.park_locked():
                         continue  # woken with work: the waker counted it busy again
                     self.runners -= 1
+                    if ledger.intake:
+                        # Submitted without the lock after this runner looked: its submitter
+                        # may have seen this runner still counted and started none.
+                        self.runners += 1
+                        ledger.busy += 1
+                        continue
                     serving(None)
                     return
                 if taken is not None:

@@ -68,6 +68,11 @@ class ThreadEngine(RunnerEngine):
         if not self.own_threads or self.closed:
             return False
         self.parked += 1
+        if self.ledger.intake:
+            # Submitted without the lock after this runner looked (see ``RunnerEngine.wake``).
+            self.parked -= 1
+            self.ledger.busy += 1
+            return True
         woken = self.work.wait(self.IDLE)
         if woken and not self.closed:
             return True  # wake_idle_locked took it off the idle count and counted it busy
