@@ -26,10 +26,10 @@ import _thread
 import threading
 from collections import deque
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, PENDING, RUNNING
+from concurrent.futures._base import CANCELLED, FINISHED, PENDING, RUNNING
 from typing import Any, Callable, Optional
 
-__all__ = ["TaskFuture"]
+__all__ = ["TaskFuture", "cancel_for_good", "new_future"]
 
 _RLock = _thread.RLock
 
@@ -131,3 +131,17 @@ class TaskFuture(Future):
 
 
 new_future = TaskFuture
+
+
+def cancel_for_good(future: Future) -> bool:
+    """Cancel a Future whose task will never run, and tell ``wait()`` and ``as_completed()`` at
+    once: a cancelled Future counts as done for them only once its executor has seen the
+    cancel (``set_running_or_notify_cancel``), which a task that never reaches a worker never
+    does (the standard library's executors leave such Futures uncounted). False if it could
+    not be cancelled (it runs or has finished)."""
+    if not future.cancel():
+        return False
+    with future._condition:
+        if future._state == CANCELLED:  # not seen by anyone yet
+            future.set_running_or_notify_cancel()
+    return True

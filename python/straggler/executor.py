@@ -35,6 +35,7 @@ from straggler._context import TaskOptions, _WithOptions
 from straggler._engines import EngineBase, resolve
 from straggler._engines.runners import current_ledger
 from straggler._export import write_events
+from straggler._future import cancel_for_good
 from straggler._ledger import DEFAULT_STAGE, Ledger, Task
 from straggler._records import AttemptEvent, ExecutorStats
 from straggler._scheduler import Scheduler
@@ -238,7 +239,7 @@ class SpeculativeExecutor(concurrent.futures.Executor):
         # Out of the queue, no engine can start them; cancel outside the lock because
         # Future.cancel() runs the callbacks.
         for task in withdrawn:
-            task.future.cancel()
+            cancel_for_good(task.future)
             task.fn = task.args = task.kwargs = None  # type: ignore[assignment]
         if cancel_futures:
             self._engine.cancel_unstarted()

@@ -73,6 +73,7 @@ from straggler._context import AttemptCancelled, _enter, _leave
 from straggler._engines import EngineBase
 from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, sweep_staging
 from straggler._engines.runners import make_staging, serving
+from straggler._future import cancel_for_good
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist
 
@@ -816,7 +817,7 @@ class RayEngine(ClusterNodes, EngineBase):
             ]
         # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
         # meanwhile is RUNNING, and cancel() leaves it alone.
-        cancelled = [task for task, future in waiting if future.cancel()]
+        cancelled = [task for task, future in waiting if cancel_for_good(future)]
         with ledger.lock:
             for task in cancelled:
                 if not task.done:

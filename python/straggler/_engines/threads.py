@@ -61,32 +61,39 @@ class ThreadEngine(RunnerEngine):
     def bind(self, ledger: Any, blocklist: Any, interval: float) -> None:
         super().bind(ledger, blocklist, interval)
         self.work = threading.Condition(ledger.lock)
-        self.parked = 0
+        self.parked = 0     # runners waiting in park_locked
+        self.wakeups = 0    # wake-ups owed to parked runners (see park_locked)
         self.live_threads: set[threading.Thread] = set()  # runner threads, less abandoned ones
 
     def park_locked(self) -> bool:
         if not self.own_threads or self.closed:
             return False
+        ledger = self.ledger
         self.parked += 1
-        if self.ledger.intake:
-            # Submitted without the lock after this runner looked (see ``RunnerEngine.wake``).
-            self.parked -= 1
-            self.ledger.busy += 1
-            return True
-        woken = self.work.wait(self.IDLE)
+        if not ledger.intake:  # else: submitted without the lock after this runner looked
+            self.work.wait(self.IDLE)
+        self.parked -= 1
+        # Woken by ``wake_idle_locked`` means a wake-up is owed, not that ``wait`` said so: a
+        # notify that lands as the wait times out reports a timeout, and the wake-up it
+        # carried would be lost (and a runner counted twice). Whichever parked runner looks
+        # first takes an owed wake-up; the work it was for is taken by a runner either way.
+        if self.wakeups:
+            self.wakeups -= 1
+            woken = True
+        else:
+            woken = bool(ledger.intake)
         if woken and not self.closed:
-            return True  # wake_idle_locked took it off the idle count and counted it busy
-        if not woken:
-            self.parked -= 1
+            ledger.busy += 1
+            return True
         return False
 
     def wake_idle_locked(self, wanted: int) -> int:
-        woken = min(self.parked, wanted)
-        if woken:
-            self.parked -= woken
-            self.ledger.busy += woken
+        woken = min(self.parked - self.wakeups, wanted)
+        if woken > 0:
+            self.wakeups += woken
             self.work.notify(woken)
-        return woken
+            return woken
+        return 0
 
     def spawn(self) -> None:
         if not self.own_threads:
@@ -176,7 +183,6 @@ class ThreadEngine(RunnerEngine):
         if ledger is not None:
             with ledger.lock:
                 self.closed = True
-                self.parked = 0
                 self.work.notify_all()  # parked runners leave
                 runners = list(self.live_threads)
         if wait:
