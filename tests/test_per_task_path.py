@@ -71,67 +71,75 @@ def test_this_python_has_the_future_layout_the_lean_future_relies_on():
 @pytest.mark.parametrize("finish", ["result", "exception"])
 def test_every_kind_of_waiter_wakes_when_a_task_future_finishes_in_another_thread(finish):
     for _ in range(50):
-        future = TaskFuture()
-        assert future.set_running_or_notify_cancel()
-        seen: list = []
-        ready = threading.Barrier(4)
+        _every_waiter_wakes_once(finish)
 
-        def by_result():
-            ready.wait()
-            try:
-                seen.append(("result", future.result(timeout=10)))
-            except ValueError as exc:
-                seen.append(("result", str(exc)))
 
-        def by_wait():
-            ready.wait()
-            done, _ = cf.wait([future], timeout=10, return_when=cf.FIRST_COMPLETED)
-            seen.append(("wait", len(done)))
+def _every_waiter_wakes_once(finish: str) -> None:
+    future = TaskFuture()
+    assert future.set_running_or_notify_cancel()
+    seen: list = []
+    ready = threading.Barrier(4)
 
-        def by_as_completed():
-            ready.wait()
-            seen.append(("as_completed", len(list(cf.as_completed([future], timeout=10)))))
-
-        waiters = [threading.Thread(target=t) for t in (by_result, by_wait, by_as_completed)]
-        for thread in waiters:
-            thread.start()
+    def by_result():
         ready.wait()
-        future.add_done_callback(lambda f: seen.append(("callback", f.done())))
-        if finish == "result":
-            future.set_result(3)
-        else:
-            future.set_exception(ValueError("boom"))
-        for thread in waiters:
-            thread.join(20)
-            assert not thread.is_alive(), "a waiter was never woken"
-        expected = 3 if finish == "result" else "boom"
-        assert sorted(seen, key=str) == sorted(
-            [("result", expected), ("wait", 1), ("as_completed", 1), ("callback", True)], key=str
-        )
+        try:
+            seen.append(("result", future.result(timeout=10)))
+        except ValueError as exc:
+            seen.append(("result", str(exc)))
+
+    def by_wait():
+        ready.wait()
+        done, _ = cf.wait([future], timeout=10, return_when=cf.FIRST_COMPLETED)
+        seen.append(("wait", len(done)))
+
+    def by_as_completed():
+        ready.wait()
+        seen.append(("as_completed", len(list(cf.as_completed([future], timeout=10)))))
+
+    waiters = [threading.Thread(target=t) for t in (by_result, by_wait, by_as_completed)]
+    for thread in waiters:
+        thread.start()
+    ready.wait()
+    future.add_done_callback(lambda f: seen.append(("callback", f.done())))
+    if finish == "result":
+        future.set_result(3)
+    else:
+        future.set_exception(ValueError("boom"))
+    for thread in waiters:
+        thread.join(20)
+        assert not thread.is_alive(), "a waiter was never woken"
+    expected = 3 if finish == "result" else "boom"
+    assert sorted(seen, key=str) == sorted(
+        [("result", expected), ("wait", 1), ("as_completed", 1), ("callback", True)], key=str
+    )
 
 
 def test_cancel_and_claim_racing_from_two_threads_agree_on_one_winner():
     for _ in range(2000):
-        future = TaskFuture()
-        answers: dict = {}
-        go = threading.Barrier(2)
+        _cancel_and_claim_race_once()
 
-        def cancel():
-            go.wait()
-            answers["cancel"] = future.cancel()
 
-        def claim():
-            go.wait()
-            answers["claim"] = future.set_running_or_notify_cancel()
+def _cancel_and_claim_race_once() -> None:
+    future = TaskFuture()
+    answers: dict = {}
+    go = threading.Barrier(2)
 
-        threads = [threading.Thread(target=cancel), threading.Thread(target=claim)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        # Exactly one of them wins: a cancelled Future never runs, a running one never cancels.
-        assert answers["cancel"] != answers["claim"]
-        assert future.cancelled() == answers["cancel"]
+    def cancel():
+        go.wait()
+        answers["cancel"] = future.cancel()
+
+    def claim():
+        go.wait()
+        answers["claim"] = future.set_running_or_notify_cancel()
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=claim)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Exactly one of them wins: a cancelled Future never runs, a running one never cancels.
+    assert answers["cancel"] != answers["claim"]
+    assert future.cancelled() == answers["cancel"]
 
 
 # --- the intake: plain tasks submitted without the ledger's lock ---------------------------------
@@ -151,41 +159,45 @@ def test_stats_count_a_plain_task_as_soon_as_submit_returns():
 
 def test_submits_racing_shutdown_from_many_threads_resolve_or_are_refused():
     for round_ in range(20):
-        ex = sg.SpeculativeExecutor(max_workers=2, policy=None)
-        ex.submit(abs, 0).result(10)  # the default stage is known: later plain submits take the intake
-        accepted: list[cf.Future] = []
-        refused = [0]
-        lock = threading.Lock()
-        start = threading.Barrier(5)
+        _submits_race_shutdown_once(round_)
 
-        def submitter():
-            start.wait()
-            for i in range(400):
-                try:
-                    future = ex.submit(abs, -i)
-                except RuntimeError:
-                    with lock:
-                        refused[0] += 1
-                    return
-                with lock:
-                    accepted.append(future)
 
-        threads = [threading.Thread(target=submitter) for _ in range(4)]
-        for thread in threads:
-            thread.start()
+def _submits_race_shutdown_once(round_: int) -> None:
+    ex = sg.SpeculativeExecutor(max_workers=2, policy=None)
+    ex.submit(abs, 0).result(10)  # the default stage is known: later plain submits take the intake
+    accepted: list[cf.Future] = []
+    refused = [0]
+    lock = threading.Lock()
+    start = threading.Barrier(5)
+
+    def submitter():
         start.wait()
-        time.sleep(0.001 * (round_ % 5))
-        ex.shutdown(wait=round_ % 2 == 0, cancel_futures=round_ % 3 == 0)
-        for thread in threads:
-            thread.join(30)
-        ex.shutdown(wait=True)
-        done, not_done = cf.wait(accepted, timeout=30)
-        assert not not_done, f"{len(not_done)} accepted Futures never resolved"
-        for future in accepted:
-            assert future.cancelled() or future.result() >= 0
-        assert ex.stats().tasks == len(accepted) + 1
-        with pytest.raises(RuntimeError):
-            ex.submit(abs, 1)
+        for i in range(400):
+            try:
+                future = ex.submit(abs, -i)
+            except RuntimeError:
+                with lock:
+                    refused[0] += 1
+                return
+            with lock:
+                accepted.append(future)
+
+    threads = [threading.Thread(target=submitter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    time.sleep(0.001 * (round_ % 5))
+    ex.shutdown(wait=round_ % 2 == 0, cancel_futures=round_ % 3 == 0)
+    for thread in threads:
+        thread.join(30)
+    ex.shutdown(wait=True)
+    done, not_done = cf.wait(accepted, timeout=30)
+    assert not not_done, f"{len(not_done)} accepted Futures never resolved"
+    for future in accepted:
+        assert future.cancelled() or future.result() >= 0
+    assert ex.stats().tasks == len(accepted) + 1
+    with pytest.raises(RuntimeError):
+        ex.submit(abs, 1)
 
 
 def test_a_task_that_arrives_as_every_runner_parks_or_leaves_is_still_run(monkeypatch):
