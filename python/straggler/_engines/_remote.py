@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from straggler._context import AttemptContext
+from straggler._future import cancel_for_good
 
 if TYPE_CHECKING:
     from straggler._ledger import Ledger, Task
@@ -191,6 +192,27 @@ class CallQueue:
                 call(*args, **kwargs)
             except BaseException:  # SystemExit too: Ray raises it once it shuts down
                 logger.info("straggler: a call to the cluster failed (a worker left?)", exc_info=True)
+
+
+def cancel_waiting_originals(ledger: Any, by_key: dict[str, Any]) -> None:
+    """``shutdown(cancel_futures=True)`` on a remote engine: cancel the tasks whose first
+    attempt (among ``by_key``'s, the engine's attempts sent away, read under the ledger's lock)
+    waits on the cluster and has not started; their attempts are stopped through the ledger
+    (``abandon_locked``)."""
+    with ledger.lock:
+        waiting = [
+            (a.task, a.task.future) for a in by_key.values()
+            if not a.started and a.number == 0 and not a.speculative and not a.task.done
+            and not a.task.claimed
+        ]
+    # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
+    # meanwhile is RUNNING, and cancel() leaves it alone (one settled meanwhile has dropped its
+    # Future, hence the pairs taken under the lock).
+    cancelled = [task for task, future in waiting if cancel_for_good(future)]
+    with ledger.lock:
+        for task in cancelled:
+            if not task.done:
+                ledger.abandon_locked(task)
 
 
 def sweep_staging(prefix: str, output: str) -> None:

@@ -71,9 +71,8 @@ from typing import Any, Callable, Optional
 
 from straggler._context import AttemptCancelled, _enter, _leave
 from straggler._engines import EngineBase
-from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, sweep_staging
+from straggler._engines._remote import CallQueue, ClusterNodes, ReportChannel, cancel_waiting_originals, sweep_staging
 from straggler._engines.runners import make_staging, serving
-from straggler._future import cancel_for_good
 from straggler._ledger import Attempt, FollowUp, Ledger, Task
 from straggler._scheduling import NodeBlocklist
 
@@ -807,21 +806,9 @@ class RayEngine(ClusterNodes, EngineBase):
             sweep_staging(prefix, task.output or "")
 
     def cancel_unstarted(self) -> None:
-        """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Ray."""
-        ledger = self.ledger
-        with ledger.lock:
-            waiting = [
-                (a.task, a.task.future) for a in self.by_key.values()
-                if not a.started and a.number == 0 and not a.speculative and not a.task.done
-                and not a.task.claimed
-            ]
-        # Outside the lock: Future.cancel() runs the callbacks. A task that reported its start
-        # meanwhile is RUNNING, and cancel() leaves it alone.
-        cancelled = [task for task, future in waiting if cancel_for_good(future)]
-        with ledger.lock:
-            for task in cancelled:
-                if not task.done:
-                    ledger.abandon_locked(task)  # stops its attempt: cancelled in Ray's queue
+        """``shutdown(cancel_futures=True)``: cancel the tasks whose first attempt waits in Ray
+        (stopping an attempt cancels it in Ray's queue)."""
+        cancel_waiting_originals(self.ledger, self.by_key)
 
     # --- the stop ladder --------------------------------------------------------------------
 
