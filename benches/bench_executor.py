@@ -3,7 +3,7 @@
     python -m pytest benches/bench_executor.py --benchmark-only -p no:cacheprovider -s
 
 - 20,000 no-op tasks on 2 workers: SpeculativeExecutor (Spark policy, and policy=None) next to
-  a plain ThreadPoolExecutor(2) running the same tasks. Target: at most 2x the plain pool.
+  a plain ThreadPoolExecutor(2) running the same tasks. Target: at most 1.5x the plain pool.
 - The scheduler thread's CPU share while 1,000 short sleeping tasks run on 8 workers.
 """
 

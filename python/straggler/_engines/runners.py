@@ -152,9 +152,10 @@ class RunnerEngine(EngineBase):
                     if self.park_locked():
                         continue  # woken with work: the waker counted it busy again
                     self.runners -= 1
-                    if ledger.intake:
+                    if ledger.intake or ledger.ready:
                         # Submitted without the lock after this runner looked: its submitter
-                        # may have seen this runner still counted and started none.
+                        # may have seen this runner still counted and started none (and work
+                        # in the queue is never left without a runner).
                         self.runners += 1
                         ledger.busy += 1
                         continue
