@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
-__all__ = ["Candidates", "Detector", "QuantileSketch", "__version__"]
+__all__ = ["Candidates", "Detector", "QuantileSketch", "__version__", "interrupt_inside"]
 
 # --- streaming quantiles -----------------------------------------------------------------
 
