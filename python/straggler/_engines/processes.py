@@ -41,6 +41,7 @@ import multiprocessing
 import multiprocessing.util
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -413,6 +414,16 @@ class ProcessEngine(RunnerEngine):
         return (worker is not None and not worker.doomed) or getattr(self.local, "tried", False)
 
     def make_ready(self) -> None:
+        ledger = self.ledger
+        with ledger.lock:
+            waiting = bool(ledger.ready or ledger.intake)
+        if not waiting:
+            return  # another runner took the work meanwhile: no worker to start
+        if sys.is_finalizing():
+            # The interpreter is exiting (it waited for the work first) and no process can
+            # start now: let the runner go on without one (an attempt would fail, not loop).
+            self.local.tried = True
+            return
         try:
             self._worker()
         except Exception:
